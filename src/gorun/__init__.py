@@ -1,0 +1,35 @@
+"""gorun: goroutines for asyncio, on N event loops pinned to N OS threads.
+
+Start with :func:`run` (or ``asyncio.run(main(), loop_factory=gorun.new_event_loop)``) and
+:func:`go`. See the guide for where goroutines run and what stays on its loop.
+"""
+
+from ._goroutine import Goroutine as Goroutine
+from ._goroutine import go as go
+from ._loop import GoPolicy as GoPolicy
+from ._loop import Loop as Loop
+from ._loop import install as install
+from ._loop import new_event_loop as new_event_loop
+from ._loop import run as run
+from ._runtime import num_goroutine as num_goroutine
+from ._runtime import procs as procs
+from ._runtime import stats as stats
+from ._stats import Stats as Stats
+from ._stats import WorkerStats as WorkerStats
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "GoPolicy",
+    "Goroutine",
+    "Loop",
+    "Stats",
+    "WorkerStats",
+    "go",
+    "install",
+    "new_event_loop",
+    "num_goroutine",
+    "procs",
+    "run",
+    "stats",
+]

@@ -1,0 +1,62 @@
+"""Validation of runtime settings and their environment defaults (GORUN_PROCS, GORUN_LOOP)."""
+
+from __future__ import annotations
+
+import os
+
+LOOP_KINDS = ("asyncio", "uvloop")
+
+
+def check_procs(procs: object, *, source: str = "procs") -> int:
+    """Return *procs* as a worker count, or raise a clear TypeError / ValueError."""
+    if isinstance(procs, bool) or not isinstance(procs, int):
+        raise TypeError(
+            f"{source} must be a positive int (the number of worker loops), "
+            f"got {type(procs).__name__} {procs!r}"
+        )
+    if procs < 1:
+        raise ValueError(
+            f"{source} must be at least 1 (the number of worker loops), got {procs}"
+        )
+    return procs
+
+
+def default_procs() -> int:
+    """The worker count used when none is given: ``GORUN_PROCS``, else ``os.cpu_count()``."""
+    raw = os.environ.get("GORUN_PROCS", "").strip()
+    if raw:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ValueError(
+                f"GORUN_PROCS must be a positive integer, got {raw!r}; "
+                "unset it to use one worker per CPU"
+            ) from None
+        return check_procs(value, source="GORUN_PROCS")
+    return os.cpu_count() or 1
+
+
+def resolve_procs(procs: int | None) -> int:
+    """*procs* if given (validated), else the default."""
+    return default_procs() if procs is None else check_procs(procs)
+
+
+def resolve_loop(loop: str | None) -> str:
+    """Validate a worker loop kind; ``None`` means ``GORUN_LOOP``, else ``"asyncio"``."""
+    source = "loop"
+    if loop is None:
+        loop = os.environ.get("GORUN_LOOP", "").strip() or "asyncio"
+        source = "GORUN_LOOP"
+    if not isinstance(loop, str):
+        raise TypeError(f"loop must be 'asyncio' or 'uvloop', got {type(loop).__name__}")
+    if loop not in LOOP_KINDS:
+        raise ValueError(f"unknown {source} {loop!r}: expected 'asyncio' or 'uvloop'")
+    if loop == "uvloop":
+        try:
+            import uvloop  # noqa: F401
+        except ImportError:
+            raise RuntimeError(
+                f"{source}='uvloop' needs uvloop, which is not installed: "
+                "pip install 'gorun[uvloop]'"
+            ) from None
+    return loop

@@ -1,0 +1,235 @@
+"""The home loop (:class:`Loop`), ``run``, the loop factory and the event-loop policy."""
+
+from __future__ import annotations
+
+import asyncio
+import asyncio.events
+import contextvars
+import functools
+import sys
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+from ._config import resolve_loop, resolve_procs
+from ._runtime import Runtime, current_runtime_var
+from ._worker import ParkingSelector, set_current_worker
+
+T = TypeVar("T")
+
+
+class Loop(asyncio.SelectorEventLoop):
+    """An asyncio event loop that is the home loop of a gorun runtime.
+
+    It runs on the thread that runs it, like any asyncio loop, and is worker 0 of a
+    runtime with *procs* workers: the other ``procs - 1`` workers are event loops on
+    threads of their own, started with the loop and joined when it closes. Goroutines
+    started with :func:`gorun.go` from code on this loop spread over all of them.
+
+    Closing the loop (``asyncio.run`` does it) cancels every goroutine still running,
+    waits for them to finish, and joins every worker thread.
+
+    Args:
+        procs: Number of workers, this loop included; default ``GORUN_PROCS`` or
+            ``os.cpu_count()``.
+        loop: Worker loop kind for the worker threads: ``"asyncio"`` (default) or
+            ``"uvloop"``; default ``GORUN_LOOP``. The home loop itself is always a
+            selector loop.
+        debug: Asyncio debug mode for every worker; None keeps asyncio's default
+            (``PYTHONASYNCIODEBUG``, ``-X dev``).
+    """
+
+    def __init__(
+        self, procs: int | None = None, *, loop: str | None = None, debug: bool | None = None
+    ) -> None:
+        procs = resolve_procs(procs)
+        kind = resolve_loop(loop)
+        self._gorun: Runtime | None = None
+        super().__init__(ParkingSelector())
+        if debug is not None:
+            super().set_debug(debug)
+        try:
+            self._gorun = Runtime(procs, loop=kind, debug=debug, home=self)
+        except BaseException:
+            super().close()
+            raise
+
+    def __repr__(self) -> str:
+        base = super().__repr__().rstrip(">")
+        return f"{base} procs={self.procs}>"
+
+    @property
+    def procs(self) -> int:
+        """The number of workers of this loop's runtime, this loop included."""
+        return self._gorun.procs if self._gorun is not None else 1
+
+    @property
+    def runtime(self) -> Runtime:
+        """The runtime whose home loop this is."""
+        assert self._gorun is not None
+        return self._gorun
+
+    def run_forever(self) -> None:
+        rt = self._gorun
+        if rt is None:  # pragma: no cover - only while __init__ failed
+            return super().run_forever()
+        home = rt.workers[0]
+        previous = set_current_worker(home)
+        home.thread_id = threading.get_ident()
+        try:
+            super().run_forever()
+        finally:
+            set_current_worker(previous)
+
+    def create_task(  # type: ignore[override]
+        self,
+        coro: Coroutine[Any, Any, T],
+        *,
+        name: str | None = None,
+        context: contextvars.Context | None = None,
+    ) -> asyncio.Task[T]:
+        # Tasks of the home loop carry their runtime, so that go() from a plain thread
+        # they start (asyncio.to_thread) joins this runtime rather than the default one.
+        if context is None:
+            context = contextvars.copy_context()
+            if self._gorun is not None:
+                context.run(current_runtime_var.set, self._gorun)
+        return super().create_task(coro, name=name, context=context)
+
+    def set_debug(self, enabled: bool) -> None:
+        super().set_debug(enabled)
+        if getattr(self, "_gorun", None) is not None:
+            self.runtime.set_debug(enabled)
+
+    def set_exception_handler(self, handler: Any) -> None:
+        """Set the exception handler of this loop and of every worker loop."""
+        super().set_exception_handler(handler)
+        if self._gorun is not None:
+            self._gorun.set_exception_handler(handler)
+
+    async def shutdown_asyncgens(self) -> None:
+        """Cancel every goroutine on every worker and wait for them; then asyncio's own.
+
+        ``asyncio.run`` and ``asyncio.Runner`` call this before closing the loop, so
+        goroutines end (their ``finally`` blocks run) while this loop still serves them.
+        """
+        if self._gorun is not None:
+            await self._gorun.cancel_all()
+        await super().shutdown_asyncgens()
+
+    def close(self) -> None:
+        """Close the loop: cancel what is left, stop and join every worker thread."""
+        if self.is_running():
+            raise RuntimeError("Cannot close a running event loop")
+        if not self.is_closed() and self._gorun is not None:
+            self._gorun.close()
+        super().close()
+
+
+def new_event_loop(
+    *, procs: int | None = None, loop: str | None = None, debug: bool | None = None
+) -> Loop:
+    """Create a :class:`Loop`: a loop factory for ``asyncio.run`` and ``asyncio.Runner``.
+
+    ``asyncio.run(main(), loop_factory=gorun.new_event_loop)`` runs *main* on gorun; use
+    ``functools.partial(gorun.new_event_loop, procs=4)`` to choose the worker count.
+    """
+    return Loop(procs, loop=loop, debug=debug)
+
+
+def run(
+    main: Coroutine[Any, Any, T],
+    *,
+    procs: int | None = None,
+    debug: bool | None = None,
+    loop: str | None = None,
+) -> T:
+    """Run *main* on a new gorun runtime and return its result, like ``asyncio.run``.
+
+    The calling thread runs the home loop (worker 0) and ``procs - 1`` worker threads
+    run the rest. When *main* ends, goroutines still running are cancelled and awaited,
+    every worker loop is closed and every worker thread joined. Ctrl-C cancels *main*
+    and shuts down the same way, then raises KeyboardInterrupt.
+
+    Args:
+        main: The coroutine to run, e.g. ``main()``.
+        procs: Number of worker loops; default ``GORUN_PROCS``, else ``os.cpu_count()``.
+        debug: Asyncio debug mode on every worker; None keeps asyncio's default.
+        loop: ``"asyncio"`` or ``"uvloop"`` for the worker threads; default ``GORUN_LOOP``,
+            else ``"asyncio"``.
+
+    Raises:
+        RuntimeError: called from a running event loop (``await main`` there instead).
+        TypeError, ValueError: bad *procs* or *loop*.
+    """
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    try:
+        if running is not None:
+            raise RuntimeError(
+                "gorun.run() cannot be called from a running event loop; "
+                "await the coroutine, or start it with gorun.go()"
+            )
+        procs = resolve_procs(procs)
+        loop = resolve_loop(loop)
+    except BaseException:
+        if isinstance(main, Coroutine):
+            main.close()
+        raise
+    factory = functools.partial(Loop, procs, loop=loop)
+    with asyncio.Runner(debug=debug, loop_factory=factory) as runner:
+        return runner.run(main)
+
+
+def _policy_base() -> type:
+    # The stdlib's default policy, looked up by names that do not trigger the
+    # deprecation warning Python 3.14 attaches to the public ones.
+    if sys.platform != "win32":
+        import asyncio.unix_events as unix_events
+
+        base = getattr(unix_events, "_UnixDefaultEventLoopPolicy", None)
+        if isinstance(base, type):
+            return base
+    for name in ("_BaseDefaultEventLoopPolicy", "BaseDefaultEventLoopPolicy"):
+        base = getattr(asyncio.events, name, None)
+        if isinstance(base, type):
+            return base
+    return object
+
+
+_PolicyBase: Any = _policy_base()
+
+
+class GoPolicy(_PolicyBase):  # type: ignore[misc]
+    """An event-loop policy whose loops are gorun :class:`Loop` objects.
+
+    After ``asyncio.set_event_loop_policy(gorun.GoPolicy())`` a plain
+    ``asyncio.run(main())`` runs on gorun. Event-loop policies are deprecated from
+    Python 3.14 (asyncio warns when one is set) and planned for removal in 3.16: prefer
+    :func:`gorun.run` or ``loop_factory=gorun.new_event_loop``.
+
+    Args:
+        procs: Worker count of each loop this policy creates (default as for :func:`run`).
+    """
+
+    def __init__(self, procs: int | None = None) -> None:
+        if _PolicyBase is object:
+            raise RuntimeError(
+                "this Python has no event-loop policies; use gorun.run() or "
+                "asyncio.run(main(), loop_factory=gorun.new_event_loop)"
+            )
+        if procs is not None:
+            resolve_procs(procs)
+        super().__init__()
+        self.procs = procs
+
+    def new_event_loop(self) -> Loop:
+        """A new :class:`Loop` with this policy's worker count."""
+        return Loop(self.procs)
+
+
+def install(procs: int | None = None) -> None:
+    """Shorthand for ``asyncio.set_event_loop_policy(gorun.GoPolicy(procs))``."""
+    asyncio.set_event_loop_policy(GoPolicy(procs))

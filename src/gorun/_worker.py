@@ -1,0 +1,336 @@
+"""A worker: one asyncio event loop pinned to one OS thread, and the queues that feed it.
+
+Each worker owns three queues, all guarded by ``worker.lock``:
+
+* ``runnext``: the goroutine most recently spawned on this worker. It runs first, so a
+  goroutine and the one it just spawned (a message-passing pair) stay on one loop and talk
+  through same-loop hand-offs instead of cross-thread wake-ups (Go's ``runnext`` slot).
+* ``runq``: goroutines placed here that no loop has started yet. Idle workers steal from its
+  head once its oldest entry has waited longer than a grace period.
+* ``inbox``: callbacks posted from other threads (a waiter to wake, a cancel to deliver).
+
+Invariant of the wake-up protocol (stdlib loops): ``parked`` is True only while the owner
+thread is inside ``selector.select()`` with a non-zero timeout, after it saw all three queues
+empty under the lock. A poster appends under the lock and wakes the worker only if it is
+parked and nobody has woken it yet (``notified``), so a burst of posts costs one cross-thread
+wake-up, and a worker that is running anyway is never woken: it looks at its queues before
+it next blocks. uvloop exposes no selector, so uvloop workers are woken once per drain
+(``notified`` is cleared when the drain runs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import selectors
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._goroutine import Goroutine
+    from ._runtime import Runtime
+
+#: The most goroutines one tick starts when the worker keeps up with its queue.
+MAX_BATCH = 64
+#: A tick interval shorter than this means the last batch ran quickly: start more per tick.
+FAST_TICK = 50e-6
+
+_tls = threading.local()
+
+
+def current_worker() -> Worker | None:
+    """The gorun worker whose loop is running on this thread, if any."""
+    worker: Worker | None = getattr(_tls, "worker", None)
+    return worker
+
+
+def set_current_worker(worker: Worker | None) -> Worker | None:
+    """Make *worker* this thread's worker; return the previous one."""
+    previous = current_worker()
+    _tls.worker = worker
+    return previous
+
+
+class ParkingSelector(selectors.BaseSelector):
+    """The loop's selector, wrapped: ``select(timeout)`` is where an idle worker parks.
+
+    Before blocking, the worker drains its own queues and tries to steal; a poster that
+    finds it parked writes to the loop's self-pipe, which makes the real select return.
+    """
+
+    def __init__(self) -> None:
+        self._selector = selectors.DefaultSelector()
+        self.worker: Worker | None = None
+
+    def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
+        return self._selector.register(fileobj, events, data)
+
+    def unregister(self, fileobj: Any) -> selectors.SelectorKey:
+        return self._selector.unregister(fileobj)
+
+    def modify(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
+        return self._selector.modify(fileobj, events, data)
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        worker = self.worker
+        if worker is None:
+            return self._selector.select(timeout)
+        return worker.select(self._selector, timeout)
+
+    def close(self) -> None:
+        self._selector.close()
+
+    def get_key(self, fileobj: Any) -> selectors.SelectorKey:
+        return self._selector.get_key(fileobj)
+
+    def get_map(self) -> Mapping[Any, selectors.SelectorKey]:
+        return self._selector.get_map()
+
+
+class Worker:
+    """One event loop on one OS thread, with its run queues; see the module docstring."""
+
+    def __init__(self, runtime: Runtime, index: int, kind: str) -> None:
+        self.runtime = runtime
+        self.index = index
+        self.kind = kind
+        self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # set by attach
+        self.thread: threading.Thread | None = None
+        self.thread_id: int | None = None
+        self.lock = threading.Lock()
+        # Guarded by self.lock.
+        self.runq: deque[Goroutine[Any]] = deque()
+        self.runnext: Goroutine[Any] | None = None
+        self.inbox: deque[tuple[Callable[..., object], tuple[Any, ...]]] = deque()
+        self.parked = False
+        self.notified = False
+        self.closed = False
+        self.wakeups = 0
+        # Owned by the worker's own thread (others read them only as hints or for stats).
+        self.live: dict[int, Goroutine[Any]] = {}
+        self.started = 0
+        self.stolen = 0
+        self.last_tick = 0.0
+        self._tick_scheduled = False
+        self._batch = 1
+        # Guarded by runtime.lock: this worker was woken to look for work to steal.
+        self.spinning = False
+        self._wake_fn: Callable[[], None] = _noop
+
+    # -- set-up -------------------------------------------------------------------------------
+
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Bind this worker to *loop*, which must run on the thread that runs the worker."""
+        self.loop = loop
+        loop._gorun_worker = self  # type: ignore[attr-defined]
+        selector = getattr(loop, "_selector", None)
+        if isinstance(selector, ParkingSelector):
+            selector.worker = self
+            self._wake_fn = loop._write_to_self  # type: ignore[attr-defined]
+            self.kind = "asyncio"
+        else:
+            self._wake_fn = self._wake_by_callback
+
+    def _wake_by_callback(self) -> None:
+        try:
+            self.loop.call_soon_threadsafe(self.tick)
+        except RuntimeError:  # the loop closed under us: nothing left to wake
+            pass
+
+    @property
+    def parks_in_selector(self) -> bool:
+        return self.kind == "asyncio"
+
+    # -- queues -----------------------------------------------------------------------------
+
+    def has_queued(self) -> bool:
+        """True if the queues hold anything (an unlocked hint; re-checked under the lock)."""
+        return bool(self.inbox or self.runq or self.runnext is not None)
+
+    def push_local(self, g: Goroutine[Any]) -> None:
+        """Queue *g*, spawned on this worker's own thread, in the ``runnext`` slot."""
+        g._queued_at = time.perf_counter()
+        with self.lock:
+            kicked = self.runnext
+            self.runnext = g
+            if kicked is not None:
+                self.runq.append(kicked)
+            backlog = len(self.runq)
+        self.schedule_tick()
+        if backlog:
+            # More is queued than this worker runs next: let an idle worker come and look.
+            self.runtime.wake_idle()
+
+    def push_remote(self, g: Goroutine[Any]) -> bool:
+        """Queue *g* from another thread; return False if this worker no longer runs."""
+        g._queued_at = time.perf_counter()
+        with self.lock:
+            if self.closed:
+                return False
+            self.runq.append(g)
+            wake = self._claim_wake()
+        if wake:
+            self._wake_fn()
+        else:
+            self.runtime.wake_idle()
+        return True
+
+    def post(self, fn: Callable[..., object], *args: Any) -> bool:
+        """Run ``fn(*args)`` on this worker's loop soon, from any thread.
+
+        Returns False if the worker has shut down, in which case nothing will run.
+        """
+        if current_worker() is self:
+            try:
+                self.loop.call_soon(fn, *args)
+            except RuntimeError:
+                return False
+            return True
+        with self.lock:
+            if self.closed:
+                return False
+            self.inbox.append((fn, args))
+            wake = self._claim_wake()
+        if wake:
+            self._wake_fn()
+        return True
+
+    def _claim_wake(self) -> bool:
+        # Called with self.lock held: decide whether this poster must wake the worker.
+        if self.notified:
+            return False
+        if self.parks_in_selector and not self.parked:
+            return False  # it is running and will look at its queues before it blocks
+        self.notified = True
+        self.wakeups += 1
+        return True
+
+    def wake_to_steal(self) -> bool:
+        """Wake this worker if it is parked, so it looks for work; True if woken."""
+        with self.lock:
+            if not self.parked or self.notified or self.closed:
+                return False
+            self.notified = True
+            self.wakeups += 1
+        self._wake_fn()
+        return True
+
+    def drop_queued(self) -> None:
+        """Cancel every goroutine still waiting in this worker's queues (at shutdown)."""
+        with self.lock:
+            queued = list(self.runq)
+            self.runq.clear()
+            if self.runnext is not None:
+                queued.append(self.runnext)
+                self.runnext = None
+        for g in queued:
+            g._cancel_queued("the gorun runtime is shutting down")
+
+    # -- the worker's own thread ------------------------------------------------------------
+
+    def schedule_tick(self) -> None:
+        """Make sure a tick runs on this loop soon (owner thread only)."""
+        if not self._tick_scheduled:
+            self._tick_scheduled = True
+            self.loop.call_soon(self.tick)
+
+    def select(
+        self, selector: selectors.BaseSelector, timeout: float | None
+    ) -> list[tuple[selectors.SelectorKey, int]]:
+        """The loop's select: drain queues, steal when idle, park, and unpark."""
+        if timeout is None or timeout > 0:
+            timeout = self._before_park(timeout)
+        if self.has_queued():
+            self.schedule_tick()
+            timeout = 0
+        try:
+            return selector.select(timeout)
+        finally:
+            if self.parked:
+                with self.lock:
+                    self.parked = False
+                    self.notified = False
+            if self.has_queued():
+                self.schedule_tick()
+
+    def _before_park(self, timeout: float | None) -> float | None:
+        # The loop has nothing ready: this worker is idle. Steal, or park.
+        retry = self.runtime.steal_into(self)
+        if retry == 0.0:
+            return 0.0
+        with self.lock:
+            if self.has_queued() or self.closed:
+                return 0.0
+            self.parked = True
+        if retry is not None and (timeout is None or retry < timeout):
+            timeout = retry
+        return timeout
+
+    def tick(self) -> None:
+        """Run posted callbacks, then start a batch of queued goroutines."""
+        self._tick_scheduled = False
+        now = time.perf_counter()
+        interval = now - self.last_tick
+        self.last_tick = now
+        with self.lock:
+            inbox = self.inbox
+            if inbox:
+                self.inbox = deque()
+            if not self.parks_in_selector:
+                self.notified = False
+                self.parked = False
+        for fn, args in inbox:
+            self._run_callback(fn, args)
+        # A short interval means what the last tick started ran quickly: start more at a
+        # time. A long one means the worker is busy: start one at a time and leave the
+        # rest stealable.
+        batch = min(self._batch * 2, MAX_BATCH) if interval < FAST_TICK else 1
+        self._batch = batch
+        taken: list[Goroutine[Any]] = []
+        with self.lock:
+            if self.runnext is not None:
+                taken.append(self.runnext)
+                self.runnext = None
+            while len(taken) < batch and self.runq:
+                taken.append(self.runq.popleft())
+            backlog = len(self.runq)
+            more = backlog or self.runnext is not None or self.inbox
+        for g in taken:
+            g._start(self)
+        if more:
+            self.schedule_tick()
+            if backlog and interval > self.runtime.steal_grace:
+                self.runtime.wake_idle()
+        elif not self.parks_in_selector:
+            self._idle_without_selector()
+
+    def _idle_without_selector(self) -> None:
+        # uvloop: there is no select() to hook, so a tick that found nothing to start is
+        # where the worker counts itself idle and looks for work elsewhere.
+        retry = self.runtime.steal_into(self)
+        if retry == 0.0:
+            self.schedule_tick()
+            return
+        with self.lock:
+            self.parked = not self.has_queued()
+        if retry is not None:
+            self.loop.call_later(retry, self.tick)
+
+    def _run_callback(self, fn: Callable[..., object], args: tuple[Any, ...]) -> None:
+        try:
+            fn(*args)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self.loop.call_exception_handler(
+                {
+                    "message": f"Exception in callback {fn!r} posted to gorun worker {self.index}",
+                    "exception": exc,
+                }
+            )
+
+
+def _noop() -> None:
+    pass

@@ -19,6 +19,7 @@ import asyncio
 import collections.abc
 import contextvars
 import threading
+from asyncio.log import logger
 from collections.abc import Callable, Coroutine, Generator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -230,6 +231,10 @@ class Goroutine(Generic[T]):
         return True
 
     def _on_task_done(self, task: asyncio.Task[T]) -> None:
+        # Runs on the Task's loop, from its done callback or from a same-loop awaiter
+        # that got there first: whichever comes first records the outcome.
+        if self._state == _DONE:
+            return
         worker = self._worker
         if worker is not None:
             worker.live.pop(self.id, None)
@@ -329,7 +334,15 @@ class Goroutine(Generic[T]):
         task = self._task
         if task is not None and task.get_loop() is _running_loop():
             # Same loop: await the Task itself, the cheapest hand-off asyncio has.
-            yield from task.__await__()
+            try:
+                yield from task.__await__()
+            except BaseException:
+                if not task.done():
+                    raise  # the awaiter itself was cancelled
+            # Record the outcome now if the Task's done callback has not run yet, and
+            # raise our stored exception: a cancelled Task makes a new CancelledError
+            # (without its message) each time it is asked.
+            self._on_task_done(task)
             return self._outcome()
         return (yield from self._await_remote().__await__())
 
@@ -366,8 +379,6 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
 
 def _default_handler(context: dict[str, Any]) -> None:
     # No loop left to ask: log as asyncio's default exception handler does.
-    from asyncio.log import logger
-
     exc = context.get("exception")
     exc_info = (type(exc), exc, exc.__traceback__) if isinstance(exc, BaseException) else False
     logger.error("%s\ngoroutine: %r", context["message"], context.get("goroutine"),

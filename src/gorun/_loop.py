@@ -42,14 +42,14 @@ class Loop(asyncio.SelectorEventLoop):
     def __init__(
         self, procs: int | None = None, *, loop: str | None = None, debug: bool | None = None
     ) -> None:
-        procs = resolve_procs(procs)
-        kind = resolve_loop(loop)
         self._gorun: Runtime | None = None
         super().__init__(ParkingSelector())
         if debug is not None:
             super().set_debug(debug)
         try:
-            self._gorun = Runtime(procs, loop=kind, debug=debug, home=self)
+            self._gorun = Runtime(
+                resolve_procs(procs), loop=resolve_loop(loop), debug=debug, home=self
+            )
         except BaseException:
             super().close()
             raise
@@ -92,8 +92,8 @@ class Loop(asyncio.SelectorEventLoop):
         # they start (asyncio.to_thread) joins this runtime rather than the default one.
         if context is None:
             context = contextvars.copy_context()
-            if self._gorun is not None:
-                context.run(current_runtime_var.set, self._gorun)
+        if self._gorun is not None and context.get(current_runtime_var) is not self._gorun:
+            context.run(current_runtime_var.set, self._gorun)
         return super().create_task(coro, name=name, context=context)
 
     def set_debug(self, enabled: bool) -> None:

@@ -46,6 +46,12 @@ current_runtime_var: contextvars.ContextVar[Runtime | None] = contextvars.Contex
     "gorun_runtime", default=None
 )
 
+#: The monitor's polling period while goroutines are queued, and its back-off limit.
+SYSMON_MIN = 1e-3
+SYSMON_MAX = 10e-3
+#: With nothing queued for this long, the monitor sleeps until a goroutine is queued.
+SYSMON_IDLE_AFTER = 50e-3
+
 _default_lock = threading.Lock()
 _default_runtime: Runtime | None = None
 
@@ -88,6 +94,7 @@ class Runtime:
         self._next_inject = 0
         self._exception_handler: Any = None
         self.workers = [Worker(self, i, self.kind) for i in range(self.procs)]
+        self.sysmon = _Sysmon(self)
         first = 0
         if home is not None:
             self.workers[0].kind = "asyncio"
@@ -96,6 +103,8 @@ class Runtime:
         try:
             for worker in self.workers[first:]:
                 self._start_thread(worker)
+            if self.procs > 1:
+                self.sysmon.start()
         except BaseException:
             self.close()
             raise
@@ -138,6 +147,8 @@ class Runtime:
             worker.attach(loop)
             worker.thread_id = threading.get_ident()
             set_current_worker(worker)
+            if not worker.parks_in_selector:
+                loop.call_soon(worker.tick)  # it counts itself idle at its first tick
         except BaseException as exc:
             failure.append(exc)
             ready.set()
@@ -203,6 +214,10 @@ class Runtime:
         with self.lock:
             self._count -= 1
 
+    def any_parked(self) -> bool:
+        """True if some worker is parked (a hint, read without locks)."""
+        return any(w.parked for w in self.workers)
+
     def wake_idle(self) -> None:
         """Wake one parked worker to look for work, unless one is already looking."""
         if self._nspinning or self._closing:
@@ -265,13 +280,39 @@ class Runtime:
             if not got:
                 retry = wait if retry is None else min(retry, wait)
                 continue
+            for g in got:
+                g._queued_at = now  # its new worker gets a grace period of its own
             with thief.lock:
                 thief.runq.extend(got)
             thief.stolen += len(got)
-            if left:
+            if left or len(got) > 1 or any(w.runq for w in workers):
+                # Work is left queued somewhere (the thief's own queue included, which
+                # it starts one at a time): wake the next idle worker to look, as Go's
+                # spinning Ms do, so a fan-out reaches every worker.
                 self.wake_idle()
             return 0.0
         return retry
+
+    def find_stuck(self) -> bool:
+        """Wake an idle worker if a queued goroutine has waited past its grace.
+
+        Returns True if any goroutine is queued at all (the monitor keeps watching).
+        """
+        now = time.perf_counter()
+        queued = stuck = False
+        for w in self.workers:
+            try:
+                if w.runq:
+                    queued = True
+                    stuck = stuck or now - w.runq[0]._queued_at > self.steal_grace
+                elif w.runnext is not None:
+                    queued = True
+                    stuck = stuck or now - w.runnext._queued_at > self.runnext_grace
+            except (IndexError, AttributeError):  # emptied while we looked
+                queued = True
+        if stuck:
+            self.wake_idle()
+        return queued
 
     # -- introspection -----------------------------------------------------------------------
 
@@ -382,6 +423,7 @@ class Runtime:
             if w.thread is not None and w.thread.is_alive():
                 w.post(w.loop.stop)
                 threads.append(w.thread)
+        self.sysmon.stop()
         for t in threads:
             t.join()
         if self.home is not None:
@@ -390,6 +432,68 @@ class Runtime:
             with home.lock:
                 home.closed = True
                 home.inbox.clear()
+
+
+class _Sysmon:
+    """A monitor thread that rescues goroutines queued behind a busy or blocked loop.
+
+    A goroutine waits in its spawner's queue until that loop yields. If the loop instead
+    runs a long callback, or blocks in one (``time.sleep``, a blocking client), no idle
+    worker hears of it: idle workers park and steal only when woken. Like Go's
+    ``sysmon``, this thread looks at the queues every millisecond or so while anything
+    is queued, and wakes an idle worker when a goroutine has waited past its grace.
+    With nothing queued it backs off, then sleeps until the next goroutine is queued,
+    so an idle program costs nothing.
+    """
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.cond = threading.Condition(threading.Lock())
+        self.idle = True  # sleeping until poked; guarded by cond, read as a hint
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._main, name="gorun-sysmon", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        with self.cond:
+            self._stopping = True
+            self.cond.notify()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join()
+
+    def poke(self) -> None:
+        """A goroutine was queued: make sure the monitor is watching."""
+        if self.idle and self._thread is not None:
+            with self.cond:
+                if self.idle:
+                    self.idle = False
+                    self.cond.notify()
+
+    def _main(self) -> None:
+        delay = SYSMON_MIN
+        quiet = 0.0
+        while True:
+            with self.cond:
+                if self._stopping:
+                    return
+                if self.idle:
+                    self.cond.wait()
+                    delay, quiet = SYSMON_MIN, 0.0
+                else:
+                    self.cond.wait(delay)
+                if self._stopping:
+                    return
+            if self.runtime.find_stuck():
+                delay, quiet = SYSMON_MIN, 0.0
+                continue
+            quiet += delay
+            delay = min(delay * 2, SYSMON_MAX)
+            if quiet >= SYSMON_IDLE_AFTER:
+                with self.cond:
+                    self.idle = True
 
 
 def _shutdown_worker_tasks(

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import selectors
+import sys
 import threading
 import time
 from collections import deque
@@ -36,6 +37,15 @@ if TYPE_CHECKING:
 MAX_BATCH = 64
 #: A tick interval shorter than this means the last batch ran quickly: start more per tick.
 FAST_TICK = 50e-6
+
+#: The longest a worker waits for workers it woke to get the GIL (see Worker._settle).
+SETTLE_TIMEOUT = 2e-3
+#: A worker busy this long with another worker awake lets it have the GIL (_share_gil).
+SHARE_EVERY = 5e-3
+#: How long it sleeps to do so.
+SHARE_FOR = 50e-6
+#: False on a free-threaded build, where a woken thread needs no hand-over.
+GIL_ENABLED: bool = getattr(sys, "_is_gil_enabled", lambda: True)()
 
 _tls = threading.local()
 
@@ -108,6 +118,11 @@ class Worker:
         self.notified = False
         self.closed = False
         self.wakeups = 0
+        # Bumped each time the worker is about to block in its real select(); a worker
+        # that woke this one waits on `reached_select` for it (see _settle).
+        self.selects = 0
+        self.watched = False
+        self.reached_select = threading.Condition(self.lock)
         # Owned by the worker's own thread (others read them only as hints or for stats).
         self.live: dict[int, Goroutine[Any]] = {}
         self.started = 0
@@ -115,6 +130,9 @@ class Worker:
         self.last_tick = 0.0
         self._tick_scheduled = False
         self._batch = 1
+        # Workers this one woke that may still be waiting for the GIL (see _settle).
+        self._woken: list[tuple[Worker, int]] = []
+        self._busy_since = 0.0
         # Guarded by runtime.lock: this worker was woken to look for work to steal.
         self.spinning = False
         self._wake_fn: Callable[[], None] = _noop
@@ -162,6 +180,8 @@ class Worker:
         if backlog:
             # More is queued than this worker runs next: let an idle worker come and look.
             self.runtime.wake_idle()
+        if self.runtime.sysmon.idle:
+            self.runtime.sysmon.poke()
 
     def push_remote(self, g: Goroutine[Any]) -> bool:
         """Queue *g* from another thread; return False if this worker no longer runs."""
@@ -173,8 +193,11 @@ class Worker:
             wake = self._claim_wake()
         if wake:
             self._wake_fn()
+            _owe(self)
         else:
             self.runtime.wake_idle()
+            if self.runtime.sysmon.idle:
+                self.runtime.sysmon.poke()
         return True
 
     def post(self, fn: Callable[..., object], *args: Any) -> bool:
@@ -195,6 +218,7 @@ class Worker:
             wake = self._claim_wake()
         if wake:
             self._wake_fn()
+            _owe(self)
         return True
 
     def _claim_wake(self) -> bool:
@@ -215,6 +239,7 @@ class Worker:
             self.notified = True
             self.wakeups += 1
         self._wake_fn()
+        _owe(self)
         return True
 
     def drop_queued(self) -> None:
@@ -240,11 +265,21 @@ class Worker:
         self, selector: selectors.BaseSelector, timeout: float | None
     ) -> list[tuple[selectors.SelectorKey, int]]:
         """The loop's select: drain queues, steal when idle, park, and unpark."""
+        if self._woken:
+            self._settle()
         if timeout is None or timeout > 0:
+            self._busy_since = time.perf_counter()
             timeout = self._before_park(timeout)
+        elif GIL_ENABLED and self.runtime.procs > 1:
+            self._share_gil()
         if self.has_queued():
             self.schedule_tick()
             timeout = 0
+        self.selects += 1
+        if self.watched:
+            with self.lock:
+                self.watched = False
+                self.reached_select.notify_all()
         try:
             return selector.select(timeout)
         finally:
@@ -254,6 +289,42 @@ class Worker:
                     self.notified = False
             if self.has_queued():
                 self.schedule_tick()
+
+    def _share_gil(self) -> None:
+        # The same starvation in steady state: a worker that stays busy drops the GIL
+        # only for select(0) and takes it straight back, so other busy workers (and
+        # those just woken) may wait far longer than the interpreter's switch interval.
+        # Every SHARE_EVERY of continuous work, if another worker is awake, sleep
+        # briefly so that it gets the GIL.
+        now = time.perf_counter()
+        if now - self._busy_since < SHARE_EVERY:
+            return
+        self._busy_since = now
+        for w in self.runtime.workers:
+            if w is not self and not w.parked and w.thread_id is not None and not w.closed:
+                time.sleep(SHARE_FOR)
+                self._busy_since = time.perf_counter()
+                return
+
+    def _settle(self) -> None:
+        # With the GIL, a worker woken from select() must take the GIL to run; a busy
+        # loop that drops the GIL only for its own select(0) calls takes it straight
+        # back, and the woken thread can starve for hundreds of milliseconds (its forced
+        # switch request is reset every time the GIL changes hands). So before its next
+        # select, a worker that woke others waits, GIL released, until each has done
+        # the work it was woken for and come back to its own select (at most
+        # SETTLE_TIMEOUT in all).
+        woken = self._woken
+        self._woken = []
+        deadline = time.monotonic() + SETTLE_TIMEOUT
+        for w, seq in woken:
+            with w.lock:
+                while w.selects == seq and not w.closed:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return
+                    w.watched = True
+                    w.reached_select.wait(remaining)
 
     def _before_park(self, timeout: float | None) -> float | None:
         # The loop has nothing ready: this worker is idle. Steal, or park.
@@ -283,10 +354,14 @@ class Worker:
                 self.parked = False
         for fn, args in inbox:
             self._run_callback(fn, args)
-        # A short interval means what the last tick started ran quickly: start more at a
-        # time. A long one means the worker is busy: start one at a time and leave the
-        # rest stealable.
-        batch = min(self._batch * 2, MAX_BATCH) if interval < FAST_TICK else 1
+        # Start one goroutine per tick while another worker is idle: a goroutine started
+        # here can never move, and if the first one blocks this thread the rest must
+        # still be stealable. With every worker busy nobody would steal anyway, so when
+        # the last batch ran quickly (a short interval), start more at a time.
+        if interval < FAST_TICK and not self.runtime.any_parked():
+            batch = min(self._batch * 2, MAX_BATCH)
+        else:
+            batch = 1
         self._batch = batch
         taken: list[Goroutine[Any]] = []
         with self.lock:
@@ -334,3 +409,12 @@ class Worker:
 
 def _noop() -> None:
     pass
+
+
+def _owe(woken: Worker) -> None:
+    # Record that this thread's worker woke *woken*; see Worker._settle.
+    if not GIL_ENABLED or not woken.parks_in_selector:
+        return
+    me = current_worker()
+    if me is not None and me is not woken and me.parks_in_selector:
+        me._woken.append((woken, woken.selects))

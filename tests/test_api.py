@@ -1,0 +1,201 @@
+"""The public surface: exported names, docstrings, and clear errors for bad input."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import inspect
+import threading
+import warnings
+
+import pytest
+
+import gorun
+
+DOCUMENTED = {
+    "GoPolicy",
+    "Goroutine",
+    "Loop",
+    "Stats",
+    "WorkerStats",
+    "go",
+    "install",
+    "new_event_loop",
+    "num_goroutine",
+    "procs",
+    "run",
+    "stats",
+}
+
+
+def test_public_names_are_exactly_the_documented_ones() -> None:
+    assert set(gorun.__all__) == DOCUMENTED
+    public = {n for n in dir(gorun) if not n.startswith("_")}
+    assert public == DOCUMENTED
+
+
+@pytest.mark.parametrize("name", sorted(DOCUMENTED))
+def test_every_public_name_has_a_docstring(name: str) -> None:
+    obj = getattr(gorun, name)
+    assert inspect.getdoc(obj), f"gorun.{name} has no docstring"
+
+
+def test_api_reference_lists_the_package() -> None:
+    from pathlib import Path
+
+    api = Path(__file__).parent.parent / "docs" / "api.md"
+    assert "::: gorun" in api.read_text()
+
+
+async def _answer() -> int:
+    return 42
+
+
+def _no_never_awaited(fn: object) -> None:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert callable(fn)
+        fn()
+        gc.collect()
+    assert not [w for w in caught if "never awaited" in str(w.message)], caught
+
+
+@pytest.mark.parametrize("procs", [0, -1])
+def test_run_rejects_non_positive_procs(procs: int) -> None:
+    coro = _answer()
+    with pytest.raises(ValueError, match="at least 1"):
+        gorun.run(coro, procs=procs)
+    assert coro.cr_frame is None  # closed, so no "never awaited" warning
+
+
+@pytest.mark.parametrize("procs", ["2", 2.0, True])
+def test_run_rejects_non_int_procs(procs: object) -> None:
+    coro = _answer()
+    with pytest.raises(TypeError, match="positive int"):
+        gorun.run(coro, procs=procs)  # type: ignore[arg-type]
+    assert coro.cr_frame is None
+
+
+def test_run_rejects_unknown_loop() -> None:
+    coro = _answer()
+    with pytest.raises(ValueError, match="unknown loop 'tokio'"):
+        gorun.run(coro, loop="tokio")
+    assert coro.cr_frame is None
+
+
+def test_new_event_loop_rejects_bad_procs() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        gorun.new_event_loop(procs=0)
+    with pytest.raises(ValueError, match="at least 1"):
+        gorun.GoPolicy(0)
+
+
+def test_env_procs_must_be_an_integer(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GORUN_PROCS", "many")
+    with pytest.raises(ValueError, match="GORUN_PROCS must be a positive integer"):
+        gorun.new_event_loop()
+    monkeypatch.setenv("GORUN_PROCS", "0")
+    with pytest.raises(ValueError, match="GORUN_PROCS must be at least 1"):
+        gorun.new_event_loop()
+
+
+def test_env_loop_must_be_known(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GORUN_LOOP", "trio")
+    with pytest.raises(ValueError, match="unknown GORUN_LOOP 'trio'"):
+        gorun.new_event_loop()
+
+
+def test_env_procs_sets_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GORUN_PROCS", "3")
+
+    async def main() -> tuple[int, int]:
+        return gorun.procs(), len(gorun.stats().workers)
+
+    assert gorun.run(main()) == (3, 3)
+
+
+def test_go_rejects_a_coroutine_function_with_a_hint() -> None:
+    with pytest.raises(TypeError, match=r"did you mean go\(_answer\(\.\.\.\)\)"):
+        gorun.go(_answer)  # type: ignore[arg-type]
+
+
+def test_go_rejects_other_awaitables() -> None:
+    async def main() -> None:
+        fut = asyncio.get_running_loop().create_future()
+        with pytest.raises(TypeError, match="needs a coroutine object, got Future"):
+            gorun.go(fut)  # type: ignore[arg-type]
+
+    gorun.run(main(), procs=1)
+
+
+def test_go_bad_name_closes_the_coroutine() -> None:
+    def call() -> None:
+        with pytest.raises(TypeError, match="name must be a str"):
+            gorun.go(_answer(), name=7)  # type: ignore[arg-type]
+
+    _no_never_awaited(call)
+
+
+def test_go_local_outside_gorun_is_an_error_and_closes_the_coroutine() -> None:
+    def call() -> None:
+        with pytest.raises(RuntimeError, match="no gorun loop runs on this thread"):
+            gorun.go(_answer(), local=True)
+
+    _no_never_awaited(call)
+
+
+def test_run_inside_a_running_loop_is_an_error() -> None:
+    async def main() -> None:
+        coro = _answer()
+        with pytest.raises(RuntimeError, match="cannot be called from a running event loop"):
+            gorun.run(coro)
+        assert coro.cr_frame is None
+
+    asyncio.run(main())
+
+
+def test_wait_on_an_event_loop_thread_is_an_error() -> None:
+    async def main() -> None:
+        g = gorun.go(_answer())
+        with pytest.raises(RuntimeError, match="would block the event loop"):
+            g.wait()
+        assert await g == 42
+
+    gorun.run(main(), procs=2)
+
+
+def test_result_before_done_is_an_invalid_state() -> None:
+    async def main() -> None:
+        gate = asyncio.Event()
+
+        async def blocked() -> None:
+            await gate.wait()
+
+        g = gorun.go(blocked(), local=True)
+        with pytest.raises(asyncio.InvalidStateError):
+            g.result()
+        with pytest.raises(asyncio.InvalidStateError):
+            g.exception()
+        gate.set()
+        await g
+        assert g.result() is None and g.exception() is None
+
+    gorun.run(main(), procs=1)
+
+
+def test_stats_without_a_runtime_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gorun import _runtime
+
+    monkeypatch.setattr(_runtime, "_default_runtime", None)
+    errors: list[BaseException] = []
+
+    def plain() -> None:
+        try:
+            gorun.stats()
+        except RuntimeError as exc:
+            errors.append(exc)
+
+    t = threading.Thread(target=plain)
+    t.start()
+    t.join()
+    assert errors and "no gorun runtime" in str(errors[0])

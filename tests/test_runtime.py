@@ -1,0 +1,456 @@
+"""Scheduler behaviour: spread, stealing, affinity, foreign callers, cancellation, errors."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import gc
+import threading
+from typing import Any
+
+import pytest
+
+import gorun
+
+TIMEOUT = 10.0
+
+
+def _busy(n: int) -> int:
+    total = 0
+    for i in range(n):
+        total += i * i
+    return total
+
+
+def test_goroutines_spread_over_n_threads() -> None:
+    # Each goroutine blocks its own loop thread until all four are blocked at once,
+    # which can only happen if they run on four distinct threads.
+    procs = 4
+    barrier = threading.Barrier(procs, timeout=TIMEOUT)
+
+    async def blocker() -> int:
+        barrier.wait()
+        return threading.get_ident()
+
+    async def main() -> tuple[set[int], gorun.Stats]:
+        gs = [gorun.go(blocker()) for _ in range(procs)]
+        idents = {await g for g in gs}
+        return idents, gorun.stats()
+
+    idents, stats = gorun.run(main(), procs=procs)
+    assert len(idents) == procs
+    assert {w.thread_id for w in stats.workers} == idents
+    assert sum(w.started for w in stats.workers) == procs
+
+
+def test_cpu_fan_out_keeps_every_worker_busy() -> None:
+    async def work(i: int) -> int:
+        return _busy(3000) + i
+
+    async def main() -> tuple[list[int], gorun.Stats]:
+        gs = [gorun.go(work(i)) for i in range(1000)]
+        return [await g for g in gs], gorun.stats()
+
+    results, stats = gorun.run(main(), procs=4)
+    assert results == [_busy(3000) + i for i in range(1000)]
+    started = [w.started for w in stats.workers]
+    assert sum(started) == 1000
+    assert all(n > 0 for n in started), started
+    assert sum(w.stolen for w in stats.workers) > 0
+    assert len({w.thread_id for w in stats.workers}) == 4
+
+
+def test_idle_workers_steal_goroutines_queued_behind_a_blocked_loop() -> None:
+    # main spawns goroutines and then blocks its own loop until they have run: only
+    # other workers, stealing from main's queue, can run them.
+    async def main() -> gorun.Stats:
+        events = [threading.Event() for _ in range(3)]
+
+        async def mark(ev: threading.Event) -> None:
+            ev.set()
+
+        gs = [gorun.go(mark(ev)) for ev in events]
+        for ev in events:
+            assert ev.wait(TIMEOUT), "a queued goroutine was never stolen"
+        for g in gs:
+            await g
+        return gorun.stats()
+
+    stats = gorun.run(main(), procs=3)
+    assert stats.workers[0].started == 0
+    assert sum(w.stolen for w in stats.workers) >= 3
+
+
+def test_a_spawned_partner_stays_on_its_spawners_worker() -> None:
+    async def child() -> int:
+        await asyncio.sleep(0)
+        return threading.get_ident()
+
+    async def parent() -> bool:
+        here = threading.get_ident()
+        same = True
+        for _ in range(20):
+            same = same and await gorun.go(child()) == here
+        return same
+
+    async def main() -> list[bool]:
+        return [await gorun.go(parent()) for _ in range(3)]
+
+    assert gorun.run(main(), procs=4) == [True, True, True]
+
+
+def test_go_from_a_foreign_asyncio_loop_uses_the_default_runtime() -> None:
+    async def child(x: int) -> tuple[int, str]:
+        await asyncio.sleep(0)
+        return x * 2, threading.current_thread().name
+
+    async def main() -> list[tuple[int, str]]:
+        assert not isinstance(asyncio.get_running_loop(), gorun.Loop)
+        gs = [gorun.go(child(i)) for i in range(20)]
+        return list(await asyncio.gather(*gs))
+
+    results = asyncio.run(main())
+    assert [r for r, _ in results] == [i * 2 for i in range(20)]
+    assert all(name.startswith("gorun-worker-") for _, name in results)
+
+
+def test_go_from_a_plain_thread_and_wait() -> None:
+    async def child() -> str:
+        await asyncio.sleep(0)
+        return threading.current_thread().name
+
+    out: list[Any] = []
+
+    def plain() -> None:
+        g = gorun.go(child())
+        out.append(g.wait(TIMEOUT))
+        out.append(g.done())
+
+    t = threading.Thread(target=plain)
+    t.start()
+    t.join(TIMEOUT)
+    assert out[0].startswith("gorun-worker-") and out[1] is True
+
+
+def test_wait_times_out_and_then_succeeds() -> None:
+    release = threading.Event()
+
+    async def slow() -> int:
+        await asyncio.to_thread(release.wait, TIMEOUT)
+        return 7
+
+    g = gorun.go(slow())
+    with pytest.raises(TimeoutError):
+        g.wait(0.01)
+    release.set()
+    assert g.wait(TIMEOUT) == 7
+
+
+def test_wait_raises_the_goroutines_exception() -> None:
+    async def boom() -> None:
+        raise KeyError("k")
+
+    g = gorun.go(boom())
+    with pytest.raises(KeyError):
+        g.wait(TIMEOUT)
+    assert isinstance(g.exception(), KeyError)
+
+
+def test_cancel_from_another_thread_runs_finally() -> None:
+    started = threading.Event()
+    cleaned = threading.Event()
+
+    async def forever() -> None:
+        started.set()
+        try:
+            await asyncio.get_running_loop().create_future()
+        finally:
+            cleaned.set()
+
+    async def main() -> tuple[bool, bool, str]:
+        g = gorun.go(forever())
+        await asyncio.to_thread(started.wait, TIMEOUT)
+        result: list[bool] = []
+        t = threading.Thread(target=lambda: result.append(g.cancel("stop it")))
+        t.start()
+        t.join(TIMEOUT)
+        try:
+            await g
+        except asyncio.CancelledError as exc:
+            return result[0], g.cancelled(), str(exc.args[0] if exc.args else "")
+        raise AssertionError("await did not raise CancelledError")
+
+    assert gorun.run(main(), procs=2) == (True, True, "stop it")
+    assert cleaned.is_set()
+
+
+def test_cancel_before_start_never_runs_the_coroutine() -> None:
+    ran: list[bool] = []
+
+    async def never() -> None:
+        ran.append(True)
+
+    async def main() -> tuple[bool, bool, bool]:
+        g = gorun.go(never())  # queued: main has not yielded yet
+        first = g.cancel()
+        again = g.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await g
+        return first, again, g.cancelled()
+
+    with warnings_as_errors():
+        assert gorun.run(main(), procs=1) == (True, False, True)
+        gc.collect()
+    assert ran == []
+
+
+def test_an_awaiter_cancelled_while_waiting_cancels_the_goroutine() -> None:
+    started = threading.Event()
+
+    async def forever() -> None:
+        started.set()
+        await asyncio.get_running_loop().create_future()
+
+    async def main() -> bool:
+        g = gorun.go(forever())
+        await asyncio.to_thread(started.wait, TIMEOUT)
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.01):
+                await g
+        return g.cancelled()
+
+    assert gorun.run(main(), procs=2) is True
+
+
+def test_awaiting_across_workers_returns_results_and_exceptions() -> None:
+    barrier = threading.Barrier(2, timeout=TIMEOUT)
+
+    async def far(fail: bool) -> int:
+        barrier.wait()  # forces this goroutine and its awaiter onto two threads
+        if fail:
+            raise ValueError("far")
+        return threading.get_ident()
+
+    async def near(fail: bool) -> tuple[int, Any]:
+        g = gorun.go(far(fail))
+        barrier.wait()
+        try:
+            return threading.get_ident(), await g
+        except ValueError as exc:
+            return threading.get_ident(), exc
+
+    async def main() -> list[tuple[int, Any]]:
+        out = []
+        for fail in (False, True):
+            out.append(await gorun.go(near(fail)))
+        return out
+
+    (here1, there), (here2, exc) = gorun.run(main(), procs=3)
+    assert here1 != there
+    assert isinstance(exc, ValueError) and str(exc) == "far"
+
+
+def test_contextvars_are_copied_at_go() -> None:
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
+
+    async def child() -> str:
+        seen = var.get()
+        var.set("child")
+        return seen
+
+    async def main() -> tuple[str, str]:
+        var.set("parent")
+        seen = await gorun.go(child())
+        return seen, var.get()
+
+    assert gorun.run(main(), procs=2) == ("parent", "parent")
+
+
+def test_goroutine_name_id_and_current_task() -> None:
+    async def child() -> str:
+        task = asyncio.current_task()
+        assert task is not None
+        return task.get_name()
+
+    async def main() -> None:
+        g = gorun.go(child(), name="fetcher")
+        assert await g == "fetcher"
+        assert g.name == "fetcher"
+        h = gorun.go(child())
+        assert h.id > g.id
+        assert await h == f"goroutine-{h.id}"
+        assert "fetcher" in repr(g) and "finished" in repr(g)
+
+    gorun.run(main(), procs=2)
+
+
+def test_local_goroutines_stay_on_the_callers_loop() -> None:
+    async def main() -> bool:
+        queue: asyncio.Queue[int] = asyncio.Queue()  # bound to this loop
+
+        async def consumer() -> tuple[int, int]:
+            return await queue.get(), threading.get_ident()
+
+        g = gorun.go(consumer(), local=True)
+        queue.put_nowait(5)
+        value, ident = await g
+        return value == 5 and ident == threading.get_ident()
+
+    assert gorun.run(main(), procs=4) is True
+
+
+def test_go_from_to_thread_joins_the_callers_runtime() -> None:
+    async def child() -> int:
+        return gorun.procs()
+
+    def from_thread() -> int:
+        return gorun.go(child()).wait(TIMEOUT)
+
+    async def main() -> int:
+        return await asyncio.to_thread(from_thread)
+
+    assert gorun.run(main(), procs=3) == 3
+
+
+def test_num_goroutine_counts_live_goroutines() -> None:
+    async def main() -> tuple[int, int]:
+        gate = asyncio.Event()
+
+        async def wait_gate() -> None:
+            await gate.wait()
+
+        gs = [gorun.go(wait_gate(), local=True) for _ in range(5)]
+        during = gorun.num_goroutine()
+        gate.set()
+        for g in gs:
+            await g
+        return during, gorun.num_goroutine()
+
+    assert gorun.run(main(), procs=2) == (5, 0)
+
+
+def test_add_done_callback_runs_on_the_registering_loop() -> None:
+    async def main() -> tuple[bool, str]:
+        loop = asyncio.get_running_loop()
+        fired: asyncio.Future[tuple[bool, str]] = loop.create_future()
+        barrier = threading.Barrier(2, timeout=TIMEOUT)
+
+        async def far() -> None:
+            barrier.wait()
+
+        g = gorun.go(far())
+        g.add_done_callback(
+            lambda h: fired.set_result((asyncio.get_running_loop() is loop, h.name))
+        )
+        await asyncio.to_thread(barrier.wait)
+        return await fired
+
+    ok, name = gorun.run(main(), procs=2)
+    assert ok and name.startswith("goroutine-")
+
+
+def test_add_done_callback_after_done_still_fires() -> None:
+    async def quick() -> int:
+        return 1
+
+    g = gorun.go(quick())
+    assert g.wait(TIMEOUT) == 1
+    seen: list[int] = []
+    g.add_done_callback(lambda h: seen.append(h.result()))
+    assert seen == [1]
+
+
+def test_never_retrieved_exception_is_reported() -> None:
+    reports: list[dict[str, Any]] = []
+
+    async def boom() -> None:
+        raise ValueError("lost")
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(lambda _loop, ctx: reports.append(ctx))
+        done = asyncio.Event()
+        g = gorun.go(boom())
+        g.add_done_callback(lambda _: done.set())
+        await done.wait()
+        del g
+        gc.collect()
+
+    gorun.run(main(), procs=2)
+    assert len(reports) == 1
+    assert reports[0]["message"] == "Goroutine exception was never retrieved"
+    assert isinstance(reports[0]["exception"], ValueError)
+
+
+def test_a_failing_callback_is_reported_and_the_worker_keeps_serving() -> None:
+    reports: list[dict[str, Any]] = []
+
+    async def poison() -> int:
+        asyncio.get_running_loop().call_soon(lambda: 1 / 0)
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        return threading.get_ident()
+
+    async def main() -> bool:
+        asyncio.get_running_loop().set_exception_handler(lambda _l, c: reports.append(c))
+        barrier = threading.Barrier(2, timeout=TIMEOUT)
+
+        async def pinned() -> int:
+            barrier.wait()
+            return await gorun.go(poison())  # runs beside it, on the same worker
+
+        g = gorun.go(pinned())
+        barrier.wait()  # blocks this loop: pinned must run on the other worker
+        first = await g
+        second = await gorun.go(poison())
+        return first != threading.get_ident() and isinstance(second, int)
+
+    assert gorun.run(main(), procs=2) is True
+    assert any(isinstance(r.get("exception"), ZeroDivisionError) for r in reports)
+
+
+def test_debug_mode_reaches_every_worker() -> None:
+    procs = 3
+    barrier = threading.Barrier(procs, timeout=TIMEOUT)
+
+    async def probe() -> bool:
+        barrier.wait()
+        return asyncio.get_running_loop().get_debug()
+
+    async def main() -> list[bool]:
+        gs = [gorun.go(probe()) for _ in range(procs)]
+        return [await g for g in gs]
+
+    assert gorun.run(main(), procs=procs, debug=True) == [True] * procs
+
+
+def test_uvloop_workers() -> None:
+    pytest.importorskip("uvloop")
+    procs = 3
+    barrier = threading.Barrier(procs, timeout=TIMEOUT)
+
+    async def probe() -> str:
+        barrier.wait()
+        await asyncio.sleep(0)
+        return type(asyncio.get_running_loop()).__module__.split(".")[0]
+
+    async def main() -> tuple[list[str], list[str]]:
+        gs = [gorun.go(probe()) for _ in range(procs)]
+        kinds = [await g for g in gs]
+        return sorted(kinds), [w.loop for w in gorun.stats().workers]
+
+    kinds, worker_kinds = gorun.run(main(), procs=procs, loop="uvloop")
+    assert worker_kinds == ["asyncio", "uvloop", "uvloop"]
+    assert kinds.count("uvloop") == procs - 1
+
+
+class warnings_as_errors:
+    def __enter__(self) -> None:
+        import warnings
+
+        self._cm = warnings.catch_warnings()
+        self._cm.__enter__()
+        warnings.simplefilter("error")
+
+    def __exit__(self, *exc: object) -> None:
+        self._cm.__exit__(*exc)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import gc
 import threading
+import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -129,7 +132,8 @@ def test_go_from_a_plain_thread_and_wait() -> None:
     t = threading.Thread(target=plain)
     t.start()
     t.join(TIMEOUT)
-    assert out[0].startswith("gorun-worker-") and out[1] is True
+    assert out[0].startswith("gorun-worker-")
+    assert out[1] is True
 
 
 def test_wait_times_out_and_then_succeeds() -> None:
@@ -245,9 +249,10 @@ def test_awaiting_across_workers_returns_results_and_exceptions() -> None:
             out.append(await gorun.go(near(fail)))
         return out
 
-    (here1, there), (here2, exc) = gorun.run(main(), procs=3)
+    (here1, there), (_here2, exc) = gorun.run(main(), procs=3)
     assert here1 != there
-    assert isinstance(exc, ValueError) and str(exc) == "far"
+    assert isinstance(exc, ValueError)
+    assert str(exc) == "far"
 
 
 def test_contextvars_are_copied_at_go() -> None:
@@ -279,7 +284,8 @@ def test_goroutine_name_id_and_current_task() -> None:
         h = gorun.go(child())
         assert h.id > g.id
         assert await h == f"goroutine-{h.id}"
-        assert "fetcher" in repr(g) and "finished" in repr(g)
+        assert "fetcher" in repr(g)
+        assert "finished" in repr(g)
 
     gorun.run(main(), procs=2)
 
@@ -346,7 +352,8 @@ def test_add_done_callback_runs_on_the_registering_loop() -> None:
         return await fired
 
     ok, name = gorun.run(main(), procs=2)
-    assert ok and name.startswith("goroutine-")
+    assert ok
+    assert name.startswith("goroutine-")
 
 
 def test_add_done_callback_after_done_still_fires() -> None:
@@ -444,13 +451,8 @@ def test_uvloop_workers() -> None:
     assert kinds.count("uvloop") == procs - 1
 
 
-class warnings_as_errors:
-    def __enter__(self) -> None:
-        import warnings
-
-        self._cm = warnings.catch_warnings()
-        self._cm.__enter__()
+@contextlib.contextmanager
+def warnings_as_errors() -> Iterator[None]:
+    with warnings.catch_warnings():
         warnings.simplefilter("error")
-
-    def __exit__(self, *exc: object) -> None:
-        self._cm.__exit__(*exc)
+        yield

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import collections.abc
 import contextvars
+import functools
 import threading
 from asyncio.log import logger
 from collections.abc import Callable, Coroutine, Generator
@@ -242,14 +243,14 @@ class Goroutine(Generic[T]):
         if task.cancelled():
             try:
                 task.result()
-            except asyncio.CancelledError as exc:
-                self._complete(None, exc)
+            except asyncio.CancelledError as cancelled:
+                self._complete(None, cancelled)
             return
-        exc = task.exception()  # also tells the Task that its exception was retrieved
-        if exc is None:
+        error = task.exception()  # also tells the Task that its exception was retrieved
+        if error is None:
             self._complete(task.result(), None)
         else:
-            self._complete(None, exc)
+            self._complete(None, error)
 
     def _complete(self, result: T | None, exc: BaseException | None) -> None:
         with self._lock:
@@ -350,7 +351,7 @@ class Goroutine(Generic[T]):
         loop = asyncio.get_running_loop()
         while True:
             fut = loop.create_future()
-            if not self._on_done(lambda: call_in_loop(loop, _wake, fut)):
+            if not self._on_done(functools.partial(call_in_loop, loop, _wake, fut)):
                 break
             try:
                 await fut

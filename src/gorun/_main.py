@@ -81,9 +81,10 @@ def main(argv: Sequence[str] | None = None, *, exit: Callable[[int], object] = s
             if opt == "--procs":
                 value = args.pop(0)
                 try:
-                    procs = resolve_procs(int(value))
+                    number = int(value)
                 except ValueError:
                     raise ValueError(f"--procs must be a positive integer, got {value!r}") from None
+                procs = resolve_procs(number)
             elif opt == "--loop":
                 loop = resolve_loop(args.pop(0))
             elif opt == "-m":

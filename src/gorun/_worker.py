@@ -21,6 +21,7 @@ it next blocks. uvloop exposes no selector, so uvloop workers are woken once per
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import selectors
 import sys
 import threading
@@ -152,10 +153,8 @@ class Worker:
             self._wake_fn = self._wake_by_callback
 
     def _wake_by_callback(self) -> None:
-        try:
+        with contextlib.suppress(RuntimeError):  # closed under us: nothing left to wake
             self.loop.call_soon_threadsafe(self.tick)
-        except RuntimeError:  # the loop closed under us: nothing left to wake
-            pass
 
     @property
     def parks_in_selector(self) -> bool:

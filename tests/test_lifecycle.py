@@ -41,7 +41,11 @@ def test_shutdown_cancels_running_goroutines_and_runs_their_finally() -> None:
     lock = threading.Lock()
     barrier = threading.Barrier(procs, timeout=TIMEOUT)
 
+    started: list[int] = []
+
     async def forever(i: int) -> None:
+        with lock:
+            started.append(i)
         try:
             await asyncio.get_running_loop().create_future()
         finally:
@@ -63,7 +67,10 @@ def test_shutdown_cancels_running_goroutines_and_runs_their_finally() -> None:
 
     before = _gorun_threads()
     gorun.run(main(), procs=procs)
-    assert sorted(cleaned) == list(range(10))
+    # Every goroutine that started ran its finally block; one still queued at shutdown
+    # is cancelled before it starts, so its body never runs.
+    assert set(range(procs - 1)) <= set(started)
+    assert sorted(cleaned) == sorted(started)
     assert _gorun_threads() == before
 
 
@@ -245,7 +252,7 @@ def test_python_m_gorun_bad_usage(args: list[str], message: str) -> None:
     assert message in out.stderr
 
 
-CTRL_C = """
+CTRL_C = r"""
 import asyncio, sys, threading
 import gorun
 
@@ -253,7 +260,8 @@ async def forever(i):
     try:
         await asyncio.get_running_loop().create_future()
     finally:
-        print("cleaned", i, flush=True)
+        sys.stdout.write(f"cleaned {i}\n")
+        sys.stdout.flush()
 
 async def main():
     for i in range(4):

@@ -214,10 +214,6 @@ class Runtime:
         with self.lock:
             self._count -= 1
 
-    def any_parked(self) -> bool:
-        """True if some worker is parked (a hint, read without locks)."""
-        return any(w.parked for w in self.workers)
-
     def wake_idle(self) -> None:
         """Wake one parked worker to look for work, unless one is already looking."""
         if self._nspinning or self._closing:

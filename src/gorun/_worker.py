@@ -353,11 +353,11 @@ class Worker:
                 self.parked = False
         for fn, args in inbox:
             self._run_callback(fn, args)
-        # Start one goroutine per tick while another worker is idle: a goroutine started
-        # here can never move, and if the first one blocks this thread the rest must
-        # still be stealable. With every worker busy nobody would steal anyway, so when
-        # the last batch ran quickly (a short interval), start more at a time.
-        if interval < FAST_TICK and not self.runtime.any_parked():
+        # With other workers, start one goroutine per tick: a goroutine started here can
+        # never move, and if it blocks this thread the rest must still be stealable
+        # (even a worker that is busy now may be idle by then). A lone worker has nobody
+        # to hand work to, so when the last batch ran quickly it starts more at a time.
+        if interval < FAST_TICK and self.runtime.procs == 1:
             batch = min(self._batch * 2, MAX_BATCH)
         else:
             batch = 1

@@ -1,0 +1,101 @@
+"""Loop-level APIs on the case's loop: timers, callbacks and the exception handler."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from .conftest import Backend
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def test_call_later_resolves_future(runner: Backend) -> None:
+    async def case() -> tuple[str, bool]:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[str] = loop.create_future()
+        handle = loop.call_later(0.001, fut.set_result, "later")
+        value = await fut
+        return value, handle.cancelled()
+
+    assert runner.run(case) == ("later", False)
+
+
+def test_call_at_order_and_cancelled_handle(runner: Backend) -> None:
+    async def case() -> tuple[list[str], bool, bool]:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        order: list[str] = []
+
+        def record(tag: str) -> None:
+            order.append(tag)
+            if len(order) == 3:
+                done.set_result(None)
+
+        now = loop.time()
+        second = loop.call_at(now + 0.02, record, "at +20ms")
+        skipped = loop.call_at(now + 0.005, record, "cancelled")
+        loop.call_at(now + 0.01, record, "at +10ms")
+        loop.call_soon(record, "soon")
+        skipped.cancel()
+        await done
+        return order, skipped.cancelled(), second.when() == now + 0.02
+
+    assert runner.run(case) == (["soon", "at +10ms", "at +20ms"], True, True)
+
+
+def test_call_soon_fifo_order(runner: Backend) -> None:
+    async def case() -> list[int]:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        order: list[int] = []
+        for i in range(5):
+            loop.call_soon(order.append, i)
+        loop.call_soon(done.set_result, None)
+        await done
+        return order
+
+    assert runner.run(case) == [0, 1, 2, 3, 4]
+
+
+def test_callback_exception_goes_to_exception_handler(runner: Backend) -> None:
+    async def case() -> tuple[list[tuple[str, str]], str]:
+        loop = asyncio.get_running_loop()
+        seen: list[tuple[str, str]] = []
+
+        def handler(_loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+            seen.append((context["message"].split(" ")[0], repr(context.get("exception"))))
+
+        def bad() -> None:
+            raise ValueError("callback failed")
+
+        previous = loop.get_exception_handler()
+        loop.set_exception_handler(handler)
+        try:
+            done: asyncio.Future[None] = loop.create_future()
+            loop.call_soon(bad)
+            loop.call_soon(done.set_result, None)
+            await done
+            alive = await asyncio.sleep(0, result="loop alive")
+        finally:
+            loop.set_exception_handler(previous)
+        return seen, alive
+
+    assert runner.run(case) == ([("Exception", "ValueError('callback failed')")], "loop alive")
+
+
+def test_running_loop_is_consistent(runner: Backend) -> None:
+    async def case() -> tuple[bool, bool, bool, bool]:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        return (
+            loop.is_running(),
+            not loop.is_closed(),
+            task.get_loop() is loop,
+            asyncio.get_event_loop() is loop,
+        )
+
+    assert runner.run(case) == (True, True, True, True)

@@ -15,17 +15,21 @@ import pytest
 import gorun
 
 DOCUMENTED = {
+    "Chan",
+    "Closed",
     "GoPolicy",
     "Goroutine",
     "Loop",
     "Stats",
     "WorkerStats",
+    "WouldBlock",
     "go",
     "install",
     "new_event_loop",
     "num_goroutine",
     "procs",
     "run",
+    "select",
     "stats",
 }
 

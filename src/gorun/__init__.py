@@ -4,6 +4,9 @@ Start with :func:`run` (or ``asyncio.run(main(), loop_factory=gorun.new_event_lo
 :func:`go`. See the guide for where goroutines run and what stays on its loop.
 """
 
+from ._chan import Chan as Chan
+from ._chan import Closed as Closed
+from ._chan import WouldBlock as WouldBlock
 from ._goroutine import Goroutine as Goroutine
 from ._goroutine import go as go
 from ._loop import GoPolicy as GoPolicy
@@ -14,22 +17,27 @@ from ._loop import run as run
 from ._runtime import num_goroutine as num_goroutine
 from ._runtime import procs as procs
 from ._runtime import stats as stats
+from ._select import select as select
 from ._stats import Stats as Stats
 from ._stats import WorkerStats as WorkerStats
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Chan",
+    "Closed",
     "GoPolicy",
     "Goroutine",
     "Loop",
     "Stats",
     "WorkerStats",
+    "WouldBlock",
     "go",
     "install",
     "new_event_loop",
     "num_goroutine",
     "procs",
     "run",
+    "select",
     "stats",
 ]

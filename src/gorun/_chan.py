@@ -1,0 +1,359 @@
+"""Go-style channels that work across worker loops, foreign loops and plain threads.
+
+State, all guarded by ``self._lock`` (a ``threading.Lock``, since the two ends of a
+channel may run on different threads):
+
+* ``_buf``: buffered values, at most ``cap`` of them;
+* ``_recvq``: parked receivers; only when ``_buf`` is empty;
+* ``_sendq``: parked senders, each carrying its value; only when ``_buf`` is full;
+* ``_closed``: set once by ``close()``, never cleared.
+
+Queued waiters may be stale (a ``select`` that another case already won, or an operation
+that gave up); they are skipped and dropped when found. A waiter is claimed under the
+lock before it is woken, so exactly one party decides each operation (see ``_waiter``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import deque
+from collections.abc import AsyncIterator
+from typing import Any, Generic, TypeVar
+
+from ._waiter import (
+    CANCELLED,
+    Parker,
+    Waiter,
+    check_blocking_allowed,
+    rearm_cancel,
+)
+
+T = TypeVar("T")
+
+
+class Closed(Exception):
+    """Raised by ``send`` on a closed channel, by ``recv`` once it is closed and drained,
+    and by a second ``close()``."""
+
+
+class WouldBlock(Exception):
+    """Raised by ``send_nowait`` / ``recv_nowait`` when the operation would have to wait."""
+
+
+def _check_cap(cap: object) -> int:
+    if isinstance(cap, bool) or not isinstance(cap, int):
+        raise TypeError(f"Chan cap must be an int, got {type(cap).__name__} {cap!r}")
+    if cap < 0:
+        raise ValueError(f"Chan cap must be 0 (unbuffered) or more (buffered), got {cap}")
+    return cap
+
+
+class Chan(Generic[T]):
+    """A channel: goroutines (and plain threads) pass values through it, in order.
+
+    ``Chan(0)`` (the default) is unbuffered: ``send`` waits until a receiver has taken
+    the value. ``Chan(n)`` buffers up to *n* values: ``send`` waits only when it is full.
+    Every operation is safe from any worker loop, any other asyncio loop, and (with the
+    ``_blocking`` methods) any plain thread.
+
+    Args:
+        cap: The buffer size, 0 or more.
+    """
+
+    __slots__ = ("__weakref__", "_buf", "_cap", "_closed", "_lock", "_recvq", "_sendq")
+
+    def __init__(self, cap: int = 0) -> None:
+        self._cap = _check_cap(cap)
+        self._lock = threading.Lock()
+        self._buf: deque[T] = deque()
+        self._recvq: deque[Waiter] = deque()
+        self._sendq: deque[Waiter] = deque()
+        self._closed = False
+
+    def __repr__(self) -> str:
+        state = " closed" if self._closed else ""
+        return f"<Chan cap={self._cap} len={len(self._buf)}{state} at {id(self):#x}>"
+
+    @property
+    def cap(self) -> int:
+        """The buffer size (0 for an unbuffered channel)."""
+        return self._cap
+
+    @property
+    def closed(self) -> bool:
+        """True once ``close()`` has been called."""
+        return self._closed
+
+    def __len__(self) -> int:
+        """The number of values buffered now."""
+        return len(self._buf)
+
+    # -- the non-blocking core, called with self._lock held ------------------------------
+
+    def _pop_live(self, queue: deque[Waiter]) -> Waiter | None:
+        # Claim the first waiter that is still waiting; drop stale ones on the way.
+        while queue:
+            w = queue.popleft()
+            if w.claim():
+                return w
+        return None
+
+    def _try_send(self, value: T) -> Waiter | None | bool:
+        """Send without waiting. Returns the receiver to wake, True if buffered,
+        False if it would block. Raises Closed."""
+        if self._closed:
+            raise Closed("send on closed channel")
+        w = self._pop_live(self._recvq)
+        if w is not None:
+            w.value = value
+            return w
+        if len(self._buf) < self._cap:
+            self._buf.append(value)
+            return True
+        return False
+
+    def _try_recv(self) -> tuple[Any, bool, Waiter | None] | None:
+        """Receive without waiting: (value, ok, sender to wake) or None if it would block."""
+        if self._buf:
+            value = self._buf.popleft()
+            w = self._pop_live(self._sendq)
+            if w is not None:  # a parked sender's value takes the freed slot
+                self._buf.append(w.value)
+            return value, True, w
+        w = self._pop_live(self._sendq)
+        if w is not None:
+            return w.value, True, w
+        if self._closed:
+            return None, False, None
+        return None
+
+    def _has_live(self, queue: deque[Waiter]) -> bool:
+        while queue and queue[0].stale:
+            queue.popleft()
+        return bool(queue)
+
+    def _send_ready(self) -> bool:
+        return self._closed or self._has_live(self._recvq) or len(self._buf) < self._cap
+
+    def _recv_ready(self) -> bool:
+        return bool(self._buf) or self._closed or self._has_live(self._sendq)
+
+    def _remove(self, waiter: Waiter, queue: deque[Waiter]) -> None:
+        try:
+            queue.remove(waiter)
+        except ValueError:
+            pass
+
+    # -- send ---------------------------------------------------------------------------
+
+    def send_nowait(self, value: T) -> None:
+        """Send *value* if that needs no waiting, else raise :class:`WouldBlock`.
+
+        Raises:
+            Closed: the channel is closed.
+            WouldBlock: no receiver is waiting and the buffer is full.
+        """
+        with self._lock:
+            got = self._try_send(value)
+        if got is False:
+            raise WouldBlock("send would block: no receiver waiting and the buffer is full")
+        if isinstance(got, Waiter):
+            got.parker.wake()
+
+    async def send(self, value: T) -> None:
+        """Send *value*, waiting for a receiver (unbuffered) or for buffer space.
+
+        If the await is cancelled before a receiver took the value, nothing was sent.
+        If a receiver took it first, the send completes and the cancellation is raised
+        at the task's next await instead.
+
+        Raises:
+            Closed: the channel is closed, or is closed while this send waits.
+        """
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            got = self._try_send(value)
+            if got is False:
+                parker = Parker(loop)
+                waiter = Waiter(parker, 0, value)
+                self._sendq.append(waiter)
+        if got is not False:
+            if isinstance(got, Waiter):
+                got.parker.wake()
+            return
+        try:
+            await parker.sleep()
+        except asyncio.CancelledError as exc:
+            with self._lock:
+                gave_up = parker.claim(CANCELLED)
+                if gave_up:
+                    self._remove(waiter, self._sendq)
+            if gave_up:
+                raise
+            rearm_cancel(exc.args[0] if exc.args else None)
+        if waiter.closed:
+            raise Closed("send on closed channel")
+
+    def send_blocking(self, value: T, timeout: float | None = None) -> None:
+        """Send from a plain thread, blocking it until the value is taken or buffered.
+
+        Raises:
+            Closed: the channel is (or becomes) closed.
+            TimeoutError: *timeout* seconds passed; nothing was sent.
+            RuntimeError: called on a thread that runs an event loop.
+        """
+        check_blocking_allowed("Chan.send_blocking()")
+        with self._lock:
+            got = self._try_send(value)
+            if got is False:
+                parker = Parker(None)
+                waiter = Waiter(parker, 0, value)
+                self._sendq.append(waiter)
+        if got is not False:
+            if isinstance(got, Waiter):
+                got.parker.wake()
+            return
+        if not parker.sleep_blocking(timeout):
+            with self._lock:
+                gave_up = parker.claim(CANCELLED)
+                if gave_up:
+                    self._remove(waiter, self._sendq)
+            if gave_up:
+                raise TimeoutError(f"send did not complete within {timeout} seconds")
+            parker.sleep_blocking(None)  # claimed meanwhile: its wake is on the way
+        if waiter.closed:
+            raise Closed("send on closed channel")
+
+    # -- receive ------------------------------------------------------------------------
+
+    def recv_nowait(self) -> T:
+        """Receive a value if one is ready, else raise :class:`WouldBlock`.
+
+        Raises:
+            Closed: the channel is closed and drained.
+            WouldBlock: nothing buffered and no sender waiting.
+        """
+        with self._lock:
+            got = self._try_recv()
+        if got is None:
+            raise WouldBlock("recv would block: nothing buffered and no sender waiting")
+        value, ok, sender = got
+        if sender is not None:
+            sender.parker.wake()
+        if not ok:
+            raise Closed("recv on closed channel")
+        return value  # type: ignore[no-any-return]
+
+    async def recv_ok(self) -> tuple[T | None, bool]:
+        """Receive ``(value, True)``, or ``(None, False)`` once closed and drained.
+
+        Go's ``v, ok := <-ch``. If the await is cancelled before a sender handed over a
+        value, nothing was taken; if one was handed over first, it is returned and the
+        cancellation is raised at the task's next await instead.
+        """
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            got = self._try_recv()
+            if got is None:
+                parker = Parker(loop)
+                waiter = Waiter(parker)
+                self._recvq.append(waiter)
+        if got is not None:
+            value, ok, sender = got
+            if sender is not None:
+                sender.parker.wake()
+            return value, ok
+        try:
+            await parker.sleep()
+        except asyncio.CancelledError as exc:
+            with self._lock:
+                gave_up = parker.claim(CANCELLED)
+                if gave_up:
+                    self._remove(waiter, self._recvq)
+            if gave_up:
+                raise
+            rearm_cancel(exc.args[0] if exc.args else None)
+        return waiter.value, waiter.ok
+
+    async def recv(self) -> T:
+        """Receive the next value, waiting for one.
+
+        Values buffered before ``close()`` are still delivered; after them, Closed.
+
+        Raises:
+            Closed: the channel is closed and drained.
+        """
+        value, ok = await self.recv_ok()
+        if not ok:
+            raise Closed("recv on closed channel")
+        return value  # type: ignore[return-value]
+
+    def recv_blocking(self, timeout: float | None = None) -> T:
+        """Receive from a plain thread, blocking it until a value arrives.
+
+        Raises:
+            Closed: the channel is closed and drained.
+            TimeoutError: *timeout* seconds passed; nothing was taken.
+            RuntimeError: called on a thread that runs an event loop.
+        """
+        check_blocking_allowed("Chan.recv_blocking()")
+        with self._lock:
+            got = self._try_recv()
+            if got is None:
+                parker = Parker(None)
+                waiter = Waiter(parker)
+                self._recvq.append(waiter)
+        if got is not None:
+            value, ok, sender = got
+            if sender is not None:
+                sender.parker.wake()
+        else:
+            if not parker.sleep_blocking(timeout):
+                with self._lock:
+                    gave_up = parker.claim(CANCELLED)
+                    if gave_up:
+                        self._remove(waiter, self._recvq)
+                if gave_up:
+                    raise TimeoutError(f"recv did not complete within {timeout} seconds")
+                parker.sleep_blocking(None)
+            value, ok = waiter.value, waiter.ok
+        if not ok:
+            raise Closed("recv on closed channel")
+        return value  # type: ignore[no-any-return]
+
+    def __aiter__(self) -> AsyncIterator[T]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[T]:
+        while True:
+            value, ok = await self.recv_ok()
+            if not ok:
+                return
+            yield value  # type: ignore[misc]
+
+    # -- close --------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the channel: no more sends; receivers drain the buffer, then see Closed.
+
+        Every parked receiver wakes with ``(None, False)`` and every parked sender with
+        Closed (its value was not sent).
+
+        Raises:
+            Closed: the channel was already closed.
+        """
+        with self._lock:
+            if self._closed:
+                raise Closed("close of closed channel")
+            self._closed = True
+            woken: list[Waiter] = []
+            while (w := self._pop_live(self._recvq)) is not None:
+                w.value, w.ok = None, False
+                woken.append(w)
+            while (w := self._pop_live(self._sendq)) is not None:
+                w.closed = True
+                woken.append(w)
+        for w in woken:
+            w.parker.wake()
+

@@ -1,0 +1,162 @@
+"""``select``: wait on several channel operations and commit exactly one.
+
+The ready check and the commit happen with every involved channel locked (in a fixed
+order, so two selects over the same channels cannot deadlock), so the chosen case takes
+or gives a value and the others leave no trace. When no case is ready, one waiter per
+case is queued on its channel, all sharing one parker: the first counterparty to claim
+the parker wins, and the stale waiters are then removed from the other channels.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import deque
+from typing import Any
+
+from ._chan import Chan, Closed
+from ._waiter import CANCELLED, Parker, Waiter, rearm_cancel
+
+_RECV, _RECV_OK, _SEND = "recv", "recv_ok", "send"
+
+_random = random.Random()
+
+
+def _parse(index: int, case: object) -> tuple[str, Chan[Any], Any]:
+    value = None
+    if isinstance(case, tuple):
+        if len(case) != 2:
+            raise TypeError(
+                f"select() case {index}: a send case is (ch.send, value), got a tuple of "
+                f"{len(case)} items"
+            )
+        case, value = case
+    owner = getattr(case, "__self__", None)
+    func = getattr(case, "__func__", None)
+    if isinstance(owner, Chan):
+        if func is Chan.send:
+            return _SEND, owner, value
+        if func is Chan.recv:
+            return _RECV, owner, None
+        if func is Chan.recv_ok:
+            return _RECV_OK, owner, None
+    raise TypeError(
+        f"select() case {index} must be ch.recv, ch.recv_ok or (ch.send, value), "
+        f"got {case!r}"
+    )
+
+
+async def select(*cases: Any, default: bool = False) -> tuple[int, Any]:
+    """Wait until one of several channel operations can proceed, and do exactly that one.
+
+    Each case is ``ch.recv``, ``ch.recv_ok`` or ``(ch.send, value)`` (note: not called).
+    Returns ``(index, value)``: the index of the case that ran, and what it received
+    (``ch.recv``), the ``(value, ok)`` pair (``ch.recv_ok``) or None (a send). If several
+    cases are ready, one is chosen uniformly at random. The cases that did not run took
+    and gave nothing.
+
+    Args:
+        *cases: The operations to wait on.
+        default: If True and no case is ready now, return ``(-1, None)`` at once.
+
+    Raises:
+        Closed: the chosen case is ``ch.recv`` on a closed, drained channel, or a send on
+            a closed channel (as the awaited operation would).
+        TypeError: a case is not one of the forms above.
+        ValueError: no cases and no default (that would block forever).
+    """
+    ops = [_parse(i, case) for i, case in enumerate(cases)]
+    for i, case in enumerate(cases):
+        if (ops[i][0] == _SEND) != isinstance(case, tuple):
+            raise TypeError(
+                f"select() case {i}: a send case is (ch.send, value); a receive case is "
+                "ch.recv or ch.recv_ok, not called and not in a tuple"
+            )
+    if not ops and not default:
+        raise ValueError("select() with no cases and no default would block forever")
+    loop = asyncio.get_running_loop()
+    chans = sorted({id(ch): ch for _, ch, _ in ops}.values(), key=id)
+    to_wake: Waiter | None = None
+    chosen = -1
+    result: Any = None
+    error: BaseException | None = None
+    parker: Parker | None = None
+    queued: list[tuple[Chan[Any], Waiter, deque[Waiter]]] = []
+    for ch in chans:
+        ch._lock.acquire()
+    try:
+        ready = [
+            i
+            for i, (kind, ch, _) in enumerate(ops)
+            if (ch._send_ready() if kind == _SEND else ch._recv_ready())
+        ]
+        if ready:
+            chosen = _random.choice(ready)
+            kind, ch, value = ops[chosen]
+            if kind == _SEND:
+                try:
+                    got = ch._try_send(value)
+                except Closed as exc:
+                    error = exc
+                else:
+                    to_wake = got if isinstance(got, Waiter) else None
+            else:
+                received = ch._try_recv()
+                assert received is not None
+                value, ok, to_wake = received
+                if kind == _RECV_OK:
+                    result = (value, ok)
+                elif ok:
+                    result = value
+                else:
+                    error = Closed("recv on closed channel")
+        elif not default:
+            parker = Parker(loop)
+            for i, (kind, ch, value) in enumerate(ops):
+                waiter = Waiter(parker, i, value)
+                queue = ch._sendq if kind == _SEND else ch._recvq
+                queue.append(waiter)
+                queued.append((ch, waiter, queue))
+    finally:
+        for ch in reversed(chans):
+            ch._lock.release()
+    if to_wake is not None:
+        to_wake.parker.wake()
+    if parker is None:
+        if error is not None:
+            raise error
+        return chosen, result
+    try:
+        await parker.sleep()
+    except asyncio.CancelledError as exc:
+        gave_up = parker.claim(CANCELLED)
+        _dequeue(queued, None)
+        if gave_up:
+            raise
+        rearm_cancel(exc.args[0] if exc.args else None)
+    else:
+        _dequeue(queued, parker.winner)
+    winner: Waiter = parker.winner
+    kind = ops[winner.case][0]
+    if kind == _SEND:
+        if winner.closed:
+            raise Closed("send on closed channel")
+        return winner.case, None
+    if kind == _RECV_OK:
+        return winner.case, (winner.value, winner.ok)
+    if not winner.ok:
+        raise Closed("recv on closed channel")
+    return winner.case, winner.value
+
+
+def _dequeue(queued: list[tuple[Chan[Any], Waiter, deque[Waiter]]], keep: object) -> None:
+    # Remove this select's waiters that did not win, so that a select repeated in a
+    # loop does not pile stale waiters on a channel that rarely fires.
+    for ch, waiter, queue in queued:
+        if waiter is keep:
+            continue
+        with ch._lock:
+            try:
+                queue.remove(waiter)
+            except ValueError:
+                pass

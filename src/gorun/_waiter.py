@@ -1,0 +1,133 @@
+"""Parking and waking one blocked operation, on any loop or plain thread.
+
+A :class:`Parker` is what a blocked goroutine (or plain thread) sleeps on: a future on
+its own loop, or a ``threading.Event``. A :class:`Waiter` is one queued operation that
+wakes it: a plain ``send`` or ``recv`` has one waiter, a ``select`` one per case, all
+sharing its parker.
+
+Claiming is the commit point. Whoever claims a waiter first (a counterparty handing it
+a value, ``close()``, a timeout, or the waiter's own cancellation) decides its outcome,
+and everyone else must leave it alone. Claims are made under the lock of the primitive
+that queues the waiter (a channel, a WaitGroup, a Mutex), and the parker's own lock makes
+the claim exclusive across the several primitives a ``select`` waits on. Waking happens
+after the primitive's lock is released: the future is resolved on its own loop (at once
+when that is the calling thread's loop, else through the loop's coalesced wake-up).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+from ._runtime import call_in_loop
+
+
+def running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def check_blocking_allowed(what: str) -> None:
+    """Raise RuntimeError if a blocking call would freeze this thread's event loop."""
+    if running_loop() is not None:
+        raise RuntimeError(
+            f"{what} would block the event loop running on this thread; "
+            "use the awaitable form instead"
+        )
+
+
+class Parker:
+    """What one blocked operation sleeps on, and who won it (see the module docstring)."""
+
+    __slots__ = ("event", "fut", "lock", "loop", "winner")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop | None) -> None:
+        self.loop = loop
+        self.fut: asyncio.Future[None] | None = loop.create_future() if loop else None
+        self.event: threading.Event | None = None if loop else threading.Event()
+        self.lock = threading.Lock()
+        # None while the operation is still waiting; then the Waiter that completed it,
+        # or CANCELLED when the operation itself gave up (cancellation or timeout).
+        self.winner: Any = None
+
+    def claim(self, waiter: Any) -> bool:
+        """Commit this parker to *waiter* (or ``CANCELLED``); False if already decided."""
+        with self.lock:
+            if self.winner is not None:
+                return False
+            self.winner = waiter
+            return True
+
+    @property
+    def decided(self) -> bool:
+        return self.winner is not None
+
+    def wake(self) -> None:
+        """Wake the sleeper; call after releasing the primitive's lock."""
+        if self.fut is not None:
+            loop = self.loop
+            assert loop is not None
+            if running_loop() is loop:
+                if not self.fut.done():
+                    self.fut.set_result(None)
+            else:
+                call_in_loop(loop, _resolve, self.fut)
+        else:
+            assert self.event is not None
+            self.event.set()
+
+    async def sleep(self) -> None:
+        """Wait until woken (a coroutine); CancelledError propagates to the caller."""
+        assert self.fut is not None
+        await self.fut
+
+    def sleep_blocking(self, timeout: float | None) -> bool:
+        """Block this plain thread until woken; False on timeout."""
+        assert self.event is not None
+        return self.event.wait(timeout)
+
+
+CANCELLED = "cancelled"
+
+
+class Waiter:
+    """One queued operation of a parker: which case it is, and what it carries."""
+
+    __slots__ = ("case", "closed", "ok", "parker", "value")
+
+    def __init__(self, parker: Parker, case: int = 0, value: Any = None) -> None:
+        self.parker = parker
+        self.case = case
+        self.value = value  # the value to send, or the value received
+        self.ok = True  # False for a receive completed by close()
+        self.closed = False  # True for a send completed by close() (it raises Closed)
+
+    def claim(self) -> bool:
+        return self.parker.claim(self)
+
+    @property
+    def stale(self) -> bool:
+        """Decided already (another case of its select won, or it gave up)."""
+        return self.parker.winner is not None
+
+
+def rearm_cancel(msg: Any = None) -> None:
+    """The operation completed although its await was cancelled: deliver the cancel later.
+
+    A cancellation that loses the race with a hand-off must not undo the hand-off (the
+    value is delivered, or received, once), and it must not be lost either. This makes
+    the current task raise CancelledError at its next await, as asyncio does when a
+    future completes before the task's cancel() reaches it.
+    """
+    task = asyncio.current_task()
+    if task is not None:
+        task.uncancel()
+        task.cancel(msg)
+
+
+def _resolve(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)

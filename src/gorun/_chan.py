@@ -16,6 +16,7 @@ lock before it is woken, so exactly one party decides each operation (see ``_wai
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections import deque
 from collections.abc import AsyncIterator
@@ -99,7 +100,7 @@ class Chan(Generic[T]):
                 return w
         return None
 
-    def _try_send(self, value: T) -> Waiter | None | bool:
+    def _try_send(self, value: T) -> Waiter | bool | None:
         """Send without waiting. Returns the receiver to wake, True if buffered,
         False if it would block. Raises Closed."""
         if self._closed:
@@ -140,10 +141,8 @@ class Chan(Generic[T]):
         return bool(self._buf) or self._closed or self._has_live(self._sendq)
 
     def _remove(self, waiter: Waiter, queue: deque[Waiter]) -> None:
-        try:
+        with contextlib.suppress(ValueError):
             queue.remove(waiter)
-        except ValueError:
-            pass
 
     # -- send ---------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ the parker wins, and the stale waiters are then removed from the other channels.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections import deque
 from typing import Any
@@ -155,8 +156,5 @@ def _dequeue(queued: list[tuple[Chan[Any], Waiter, deque[Waiter]]], keep: object
     for ch, waiter, queue in queued:
         if waiter is keep:
             continue
-        with ch._lock:
-            try:
-                queue.remove(waiter)
-            except ValueError:
-                pass
+        with ch._lock, contextlib.suppress(ValueError):
+            queue.remove(waiter)

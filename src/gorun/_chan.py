@@ -170,11 +170,10 @@ class Chan(Generic[T]):
         Raises:
             Closed: the channel is closed, or is closed while this send waits.
         """
-        loop = asyncio.get_running_loop()
         with self._lock:
             got = self._try_send(value)
             if got is False:
-                parker = Parker(loop)
+                parker = Parker(asyncio.get_running_loop())
                 waiter = Waiter(parker, 0, value)
                 self._sendq.append(waiter)
         if got is not False:
@@ -251,11 +250,10 @@ class Chan(Generic[T]):
         value, nothing was taken; if one was handed over first, it is returned and the
         cancellation is raised at the task's next await instead.
         """
-        loop = asyncio.get_running_loop()
         with self._lock:
             got = self._try_recv()
             if got is None:
-                parker = Parker(loop)
+                parker = Parker(asyncio.get_running_loop())
                 waiter = Waiter(parker)
                 self._recvq.append(waiter)
         if got is not None:

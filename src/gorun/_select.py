@@ -112,7 +112,7 @@ async def select(*cases: Any, default: bool = False) -> tuple[int, Any]:
                 else:
                     error = Closed("recv on closed channel")
         elif not default:
-            parker = Parker(loop)
+            parker = Parker(loop, shared=True)
             for i, (kind, ch, value) in enumerate(ops):
                 waiter = Waiter(parker, i, value)
                 queue = ch._sendq if kind == _SEND else ch._recvq

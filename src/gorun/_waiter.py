@@ -44,18 +44,30 @@ class Parker:
 
     __slots__ = ("event", "fut", "lock", "loop", "winner")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop | None) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop | None, *, shared: bool = False) -> None:
         self.loop = loop
         self.fut: asyncio.Future[None] | None = loop.create_future() if loop else None
         self.event: threading.Event | None = None if loop else threading.Event()
-        self.lock = threading.Lock()
+        # A parker queued on one primitive is only ever claimed under that primitive's
+        # lock, which already makes claims exclusive. A select's parker is queued on
+        # several channels (several locks), so it has a lock of its own.
+        self.lock = threading.Lock() if shared else None
         # None while the operation is still waiting; then the Waiter that completed it,
         # or CANCELLED when the operation itself gave up (cancellation or timeout).
         self.winner: Any = None
 
     def claim(self, waiter: Any) -> bool:
-        """Commit this parker to *waiter* (or ``CANCELLED``); False if already decided."""
-        with self.lock:
+        """Commit this parker to *waiter* (or ``CANCELLED``); False if already decided.
+
+        Call with the lock of the primitive that queued it held.
+        """
+        lock = self.lock
+        if lock is None:
+            if self.winner is not None:
+                return False
+            self.winner = waiter
+            return True
+        with lock:
             if self.winner is not None:
                 return False
             self.winner = waiter
@@ -70,7 +82,7 @@ class Parker:
         if self.fut is not None:
             loop = self.loop
             assert loop is not None
-            if running_loop() is loop:
+            if asyncio._get_running_loop() is loop:
                 if not self.fut.done():
                     self.fut.set_result(None)
             else:

@@ -265,7 +265,10 @@ class Worker:
     ) -> list[tuple[selectors.SelectorKey, int]]:
         """The loop's select: drain queues, steal when idle, park, and unpark."""
         if self._woken:
-            self._settle()
+            if timeout == 0:
+                self._settle()  # busy: let them have the GIL first
+            else:
+                self._woken.clear()  # about to park, which releases the GIL anyway
         if timeout is None or timeout > 0:
             self._busy_since = time.perf_counter()
             timeout = self._before_park(timeout)

@@ -305,3 +305,35 @@ def test_ctrl_c_cancels_main_and_shuts_down(tmp_path: Path) -> None:
         f"cleaned {i}" for i in range(4)
     ]
     assert lines[-1] == "KeyboardInterrupt []"
+
+
+def test_close_serves_finally_blocks_that_await_the_home_loop() -> None:
+    # A worker goroutine's finally awaits a goroutine of the home loop: close() without
+    # asyncio.run's shutdown sequence must run the home loop while it cancels.
+    before = _gorun_threads()
+    outcome: list[str] = []
+    started = threading.Event()
+
+    async def main() -> None:
+        home_g = gorun.go(asyncio.sleep(10), local=True)
+
+        async def worker_side() -> None:
+            started.set()
+            try:
+                await asyncio.sleep(10)
+            finally:
+                try:
+                    await home_g
+                except asyncio.CancelledError:
+                    outcome.append("home goroutine cancelled")
+
+        gorun.go(worker_side())
+        assert started.wait(TIMEOUT)  # blocks the home loop: worker_side runs elsewhere
+
+    loop = gorun.new_event_loop(procs=2)
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.close()
+    assert outcome == ["home goroutine cancelled"]
+    assert _gorun_threads() == before

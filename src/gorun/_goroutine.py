@@ -394,8 +394,10 @@ def go(
     From a goroutine (or the code running on a :class:`gorun.Loop`), the new goroutine
     joins the caller's runtime: it first waits on the caller's own worker, where it starts
     as soon as the caller yields, and an idle worker may take it while it has not started.
-    From a plain thread or an event loop that is not gorun's, it goes to the process-wide
-    default runtime, started on first use.
+    From a plain thread started by a goroutine's ``asyncio.to_thread``, it joins that
+    goroutine's runtime (the context carries it). From any other plain thread, or an event
+    loop that is not gorun's, it goes to the process-wide default runtime, started on
+    first use.
 
     Args:
         coro: A coroutine object, such as ``fetch(url)``.

@@ -122,6 +122,10 @@ class Loop(asyncio.SelectorEventLoop):
         if self.is_running():
             raise RuntimeError("Cannot close a running event loop")
         if not self.is_closed() and self._gorun is not None:
+            if not self._gorun.closing:
+                # Closed without asyncio.run's shutdown sequence: cancel the goroutines
+                # now, with this loop serving, since their finally blocks may need it.
+                self.run_until_complete(self._gorun.cancel_all())
             self._gorun.close()
         super().close()
 

@@ -18,7 +18,8 @@ class WorkerStats:
         started: Goroutines this worker has started since it was created.
         stolen: Goroutines this worker took from other workers' queues.
         queued: Goroutines waiting in this worker's queues, not started yet.
-        wakeups: Cross-thread wake-ups this worker received while parked.
+        wakeups: Cross-thread wake-ups sent to this worker (to a parked selector loop;
+            to a uvloop worker, once per drain of its queues).
         loop: The worker's loop kind, ``"asyncio"`` or ``"uvloop"``.
     """
 

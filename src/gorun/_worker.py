@@ -10,8 +10,8 @@ Each worker owns three queues, all guarded by ``worker.lock``:
 * ``inbox``: callbacks posted from other threads (a waiter to wake, a cancel to deliver).
 
 Invariant of the wake-up protocol (stdlib loops): ``parked`` is True only while the owner
-thread is inside ``selector.select()`` with a non-zero timeout, after it saw all three queues
-empty under the lock. A poster appends under the lock and wakes the worker only if it is
+thread is in ``selector.select()``, having found its loop idle and all three queues empty
+under the lock (it may still poll with a zero timeout, if it then saw a new entry). A poster appends under the lock and wakes the worker only if it is
 parked and nobody has woken it yet (``notified``), so a burst of posts costs one cross-thread
 wake-up, and a worker that is running anyway is never woken: it looks at its queues before
 it next blocks. uvloop exposes no selector, so uvloop workers are woken once per drain

@@ -11,10 +11,11 @@ Each worker owns three queues, all guarded by ``worker.lock``:
 
 Invariant of the wake-up protocol (stdlib loops): ``parked`` is True only while the owner
 thread is in ``selector.select()``, having found its loop idle and all three queues empty
-under the lock (it may still poll with a zero timeout, if it then saw a new entry). A poster appends under the lock and wakes the worker only if it is
-parked and nobody has woken it yet (``notified``), so a burst of posts costs one cross-thread
-wake-up, and a worker that is running anyway is never woken: it looks at its queues before
-it next blocks. uvloop exposes no selector, so uvloop workers are woken once per drain
+under the lock (it may still poll with a zero timeout, if it then saw a new entry). A
+poster appends under the lock and wakes the worker only if it is parked and nobody has
+woken it yet (``notified``), so a burst of posts costs one cross-thread wake-up, and a
+worker that is running anyway is never woken: it looks at its queues before it next
+blocks. uvloop exposes no selector, so uvloop workers are woken once per drain
 (``notified`` is cleared when the drain runs).
 """
 

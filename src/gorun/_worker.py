@@ -175,11 +175,11 @@ class Worker:
             self.runnext = g
             if kicked is not None:
                 self.runq.append(kicked)
-            backlog = len(self.runq)
         self.schedule_tick()
-        if backlog:
-            # More is queued than this worker runs next: let an idle worker come and look.
-            self.runtime.wake_idle()
+        # No idle worker is woken here: this worker usually gets to its queue within
+        # microseconds, and a thief woken now would split a goroutine from the partner
+        # it was spawned with. If this loop stays busy, its next tick (or the monitor,
+        # for a loop stuck in one callback) wakes an idle worker to take the rest.
         if self.runtime.sysmon.idle:
             self.runtime.sysmon.poke()
 
@@ -373,13 +373,17 @@ class Worker:
                 self.runnext = None
             while len(taken) < batch and self.runq:
                 taken.append(self.runq.popleft())
-            backlog = len(self.runq)
-            more = backlog or self.runnext is not None or self.inbox
+            more = self.runq or self.runnext is not None or self.inbox
         for g in taken:
             g._start(self)
         if more:
             self.schedule_tick()
-            if backlog and interval > self.runtime.steal_grace:
+            # Busy: the oldest goroutine still queued has waited past the grace.
+            try:
+                waited = now - self.runq[0]._queued_at
+            except IndexError:
+                waited = 0.0
+            if waited > self.runtime.steal_grace:
                 self.runtime.wake_idle()
         elif not self.parks_in_selector:
             self._idle_without_selector()

@@ -1,0 +1,1 @@
+"""gorun's benchmark suite: ``python -m benchmarks`` from the repository root."""

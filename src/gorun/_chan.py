@@ -22,13 +22,7 @@ from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any, Generic, TypeVar
 
-from ._waiter import (
-    CANCELLED,
-    Parker,
-    Waiter,
-    check_blocking_allowed,
-    rearm_cancel,
-)
+from ._waiter import CANCELLED, Queued, Solo, check_blocking_allowed, rearm_cancel
 
 T = TypeVar("T")
 
@@ -68,8 +62,8 @@ class Chan(Generic[T]):
         self._cap = _check_cap(cap)
         self._lock = threading.Lock()
         self._buf: deque[T] = deque()
-        self._recvq: deque[Waiter] = deque()
-        self._sendq: deque[Waiter] = deque()
+        self._recvq: deque[Queued] = deque()
+        self._sendq: deque[Queued] = deque()
         self._closed = False
 
     def __repr__(self) -> str:
@@ -92,7 +86,7 @@ class Chan(Generic[T]):
 
     # -- the non-blocking core, called with self._lock held ------------------------------
 
-    def _pop_live(self, queue: deque[Waiter]) -> Waiter | None:
+    def _pop_live(self, queue: deque[Queued]) -> Queued | None:
         # Claim the first waiter that is still waiting; drop stale ones on the way.
         while queue:
             w = queue.popleft()
@@ -100,7 +94,7 @@ class Chan(Generic[T]):
                 return w
         return None
 
-    def _try_send(self, value: T) -> Waiter | bool | None:
+    def _try_send(self, value: T) -> Queued | bool:
         """Send without waiting. Returns the receiver to wake, True if buffered,
         False if it would block. Raises Closed."""
         if self._closed:
@@ -114,7 +108,7 @@ class Chan(Generic[T]):
             return True
         return False
 
-    def _try_recv(self) -> tuple[Any, bool, Waiter | None] | None:
+    def _try_recv(self) -> tuple[Any, bool, Queued | None] | None:
         """Receive without waiting: (value, ok, sender to wake) or None if it would block."""
         if self._buf:
             value = self._buf.popleft()
@@ -129,7 +123,7 @@ class Chan(Generic[T]):
             return None, False, None
         return None
 
-    def _has_live(self, queue: deque[Waiter]) -> bool:
+    def _has_live(self, queue: deque[Queued]) -> bool:
         while queue and queue[0].stale:
             queue.popleft()
         return bool(queue)
@@ -140,7 +134,7 @@ class Chan(Generic[T]):
     def _recv_ready(self) -> bool:
         return bool(self._buf) or self._closed or self._has_live(self._sendq)
 
-    def _remove(self, waiter: Waiter, queue: deque[Waiter]) -> None:
+    def _remove(self, waiter: Queued, queue: deque[Queued]) -> None:
         with contextlib.suppress(ValueError):
             queue.remove(waiter)
 
@@ -157,7 +151,7 @@ class Chan(Generic[T]):
             got = self._try_send(value)
         if got is False:
             raise WouldBlock("send would block: no receiver waiting and the buffer is full")
-        if isinstance(got, Waiter):
+        if got is not True:
             got.parker.wake()
 
     async def send(self, value: T) -> None:
@@ -173,24 +167,23 @@ class Chan(Generic[T]):
         with self._lock:
             got = self._try_send(value)
             if got is False:
-                parker = Parker(asyncio.get_running_loop())
-                waiter = Waiter(parker, 0, value)
-                self._sendq.append(waiter)
+                op = Solo(asyncio.get_running_loop(), value)
+                self._sendq.append(op)
         if got is not False:
-            if isinstance(got, Waiter):
+            if got is not True:
                 got.parker.wake()
             return
         try:
-            await parker.sleep()
+            await op.fut  # type: ignore[misc]
         except asyncio.CancelledError as exc:
             with self._lock:
-                gave_up = parker.claim(CANCELLED)
+                gave_up = op.claim(CANCELLED)
                 if gave_up:
-                    self._remove(waiter, self._sendq)
+                    self._remove(op, self._sendq)
             if gave_up:
                 raise
             rearm_cancel(exc.args[0] if exc.args else None)
-        if waiter.closed:
+        if op.closed:
             raise Closed("send on closed channel")
 
     def send_blocking(self, value: T, timeout: float | None = None) -> None:
@@ -205,22 +198,21 @@ class Chan(Generic[T]):
         with self._lock:
             got = self._try_send(value)
             if got is False:
-                parker = Parker(None)
-                waiter = Waiter(parker, 0, value)
-                self._sendq.append(waiter)
+                op = Solo(None, value)
+                self._sendq.append(op)
         if got is not False:
-            if isinstance(got, Waiter):
+            if got is not True:
                 got.parker.wake()
             return
-        if not parker.sleep_blocking(timeout):
+        if not op.sleep_blocking(timeout):
             with self._lock:
-                gave_up = parker.claim(CANCELLED)
+                gave_up = op.claim(CANCELLED)
                 if gave_up:
-                    self._remove(waiter, self._sendq)
+                    self._remove(op, self._sendq)
             if gave_up:
                 raise TimeoutError(f"send did not complete within {timeout} seconds")
-            parker.sleep_blocking(None)  # claimed meanwhile: its wake is on the way
-        if waiter.closed:
+            op.sleep_blocking(None)  # claimed meanwhile: its wake is on the way
+        if op.closed:
             raise Closed("send on closed channel")
 
     # -- receive ------------------------------------------------------------------------
@@ -253,38 +245,58 @@ class Chan(Generic[T]):
         with self._lock:
             got = self._try_recv()
             if got is None:
-                parker = Parker(asyncio.get_running_loop())
-                waiter = Waiter(parker)
-                self._recvq.append(waiter)
+                op = Solo(asyncio.get_running_loop())
+                self._recvq.append(op)
         if got is not None:
-            value, ok, sender = got
-            if sender is not None:
-                sender.parker.wake()
-            return value, ok
-        try:
-            await parker.sleep()
-        except asyncio.CancelledError as exc:
-            with self._lock:
-                gave_up = parker.claim(CANCELLED)
-                if gave_up:
-                    self._remove(waiter, self._recvq)
-            if gave_up:
-                raise
-            rearm_cancel(exc.args[0] if exc.args else None)
-        return waiter.value, waiter.ok
+            if got[2] is not None:
+                got[2].parker.wake()
+            return got[0], got[1]
+        await self._park_recv(op)
+        return op.value, op.ok
 
     async def recv(self) -> T:
         """Receive the next value, waiting for one.
 
         Values buffered before ``close()`` are still delivered; after them, Closed.
+        Cancellation behaves as for :meth:`recv_ok`.
 
         Raises:
             Closed: the channel is closed and drained.
         """
-        value, ok = await self.recv_ok()
-        if not ok:
+        with self._lock:
+            got = self._try_recv()
+            if got is None:
+                op = Solo(asyncio.get_running_loop())
+                self._recvq.append(op)
+        if got is not None:
+            if got[2] is not None:
+                got[2].parker.wake()
+            if not got[1]:
+                raise Closed("recv on closed channel")
+            return got[0]  # type: ignore[no-any-return]
+        try:
+            await op.fut  # type: ignore[misc]
+        except asyncio.CancelledError as exc:
+            self._cancel_recv(op, exc)
+        if not op.ok:
             raise Closed("recv on closed channel")
-        return value  # type: ignore[return-value]
+        return op.value  # type: ignore[no-any-return]
+
+    async def _park_recv(self, op: Solo) -> None:
+        try:
+            await op.fut  # type: ignore[misc]
+        except asyncio.CancelledError as exc:
+            self._cancel_recv(op, exc)
+
+    def _cancel_recv(self, op: Solo, exc: asyncio.CancelledError) -> None:
+        # The await was cancelled: give up, unless a sender already handed us a value.
+        with self._lock:
+            gave_up = op.claim(CANCELLED)
+            if gave_up:
+                self._remove(op, self._recvq)
+        if gave_up:
+            raise exc
+        rearm_cancel(exc.args[0] if exc.args else None)
 
     def recv_blocking(self, timeout: float | None = None) -> T:
         """Receive from a plain thread, blocking it until a value arrives.
@@ -298,23 +310,22 @@ class Chan(Generic[T]):
         with self._lock:
             got = self._try_recv()
             if got is None:
-                parker = Parker(None)
-                waiter = Waiter(parker)
-                self._recvq.append(waiter)
+                op = Solo(None)
+                self._recvq.append(op)
         if got is not None:
             value, ok, sender = got
             if sender is not None:
                 sender.parker.wake()
         else:
-            if not parker.sleep_blocking(timeout):
+            if not op.sleep_blocking(timeout):
                 with self._lock:
-                    gave_up = parker.claim(CANCELLED)
+                    gave_up = op.claim(CANCELLED)
                     if gave_up:
-                        self._remove(waiter, self._recvq)
+                        self._remove(op, self._recvq)
                 if gave_up:
                     raise TimeoutError(f"recv did not complete within {timeout} seconds")
-                parker.sleep_blocking(None)
-            value, ok = waiter.value, waiter.ok
+                op.sleep_blocking(None)
+            value, ok = op.value, op.ok
         if not ok:
             raise Closed("recv on closed channel")
         return value  # type: ignore[no-any-return]
@@ -344,7 +355,7 @@ class Chan(Generic[T]):
             if self._closed:
                 raise Closed("close of closed channel")
             self._closed = True
-            woken: list[Waiter] = []
+            woken: list[Queued] = []
             while (w := self._pop_live(self._recvq)) is not None:
                 w.value, w.ok = None, False
                 woken.append(w)

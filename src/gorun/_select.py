@@ -16,7 +16,7 @@ from collections import deque
 from typing import Any
 
 from ._chan import Chan, Closed
-from ._waiter import CANCELLED, Parker, Waiter, rearm_cancel
+from ._waiter import CANCELLED, Parker, Queued, Waiter, rearm_cancel
 
 _RECV, _RECV_OK, _SEND = "recv", "recv_ok", "send"
 
@@ -77,12 +77,12 @@ async def select(*cases: Any, default: bool = False) -> tuple[int, Any]:
         raise ValueError("select() with no cases and no default would block forever")
     loop = asyncio.get_running_loop()
     chans = sorted({id(ch): ch for _, ch, _ in ops}.values(), key=id)
-    to_wake: Waiter | None = None
+    to_wake: Queued | None = None
     chosen = -1
     result: Any = None
     error: BaseException | None = None
     parker: Parker | None = None
-    queued: list[tuple[Chan[Any], Waiter, deque[Waiter]]] = []
+    queued: list[tuple[Chan[Any], Waiter, deque[Queued]]] = []
     for ch in chans:
         ch._lock.acquire()
     try:
@@ -100,7 +100,7 @@ async def select(*cases: Any, default: bool = False) -> tuple[int, Any]:
                 except Closed as exc:
                     error = exc
                 else:
-                    to_wake = got if isinstance(got, Waiter) else None
+                    to_wake = None if got is True or got is False else got
             else:
                 received = ch._try_recv()
                 assert received is not None
@@ -150,7 +150,7 @@ async def select(*cases: Any, default: bool = False) -> tuple[int, Any]:
     return winner.case, winner.value
 
 
-def _dequeue(queued: list[tuple[Chan[Any], Waiter, deque[Waiter]]], keep: object) -> None:
+def _dequeue(queued: list[tuple[Chan[Any], Waiter, deque[Queued]]], keep: object) -> None:
     # Remove this select's waiters that did not win, so that a select repeated in a
     # loop does not pile stale waiters on a channel that rarely fires.
     for ch, waiter, queue in queued:

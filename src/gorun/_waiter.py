@@ -126,6 +126,44 @@ class Waiter:
         return self.parker.winner is not None
 
 
+class Solo(Parker):
+    """A parker that is its own (only) waiter: a plain ``send`` or ``recv``.
+
+    One object instead of a Parker and a Waiter, on the hottest path there is.
+    """
+
+    __slots__ = ("case", "closed", "ok", "value")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop | None, value: Any = None) -> None:
+        self.loop = loop
+        self.fut = loop.create_future() if loop is not None else None
+        self.event = None if loop is not None else threading.Event()
+        self.lock = None
+        self.winner = None
+        self.case = 0
+        self.value = value
+        self.ok = True
+        self.closed = False
+
+    @property
+    def parker(self) -> Solo:
+        return self
+
+    def claim(self, waiter: Any = None) -> bool:
+        if self.winner is not None:
+            return False
+        self.winner = self if waiter is None else waiter
+        return True
+
+    @property
+    def stale(self) -> bool:
+        return self.winner is not None
+
+
+#: What a primitive's wait queue holds: a select's per-case waiter, or a plain operation.
+Queued = Waiter | Solo
+
+
 def rearm_cancel(msg: Any = None) -> None:
     """The operation completed although its await was cancelled: deliver the cancel later.
 

@@ -42,6 +42,8 @@ FAST_TICK = 50e-6
 
 #: The longest a worker waits for workers it woke to get the GIL (see Worker._settle).
 SETTLE_TIMEOUT = 2e-3
+#: How many selects in a row a worker waits for one it woke (see Worker._settle).
+SETTLE_TRIES = 5
 #: A worker busy this long with another worker awake lets it have the GIL (_share_gil).
 SHARE_EVERY = 5e-3
 #: How long it sleeps to do so.
@@ -133,7 +135,7 @@ class Worker:
         self._tick_scheduled = False
         self._batch = 1
         # Workers this one woke that may still be waiting for the GIL (see _settle).
-        self._woken: list[tuple[Worker, int]] = []
+        self._woken: list[tuple[Worker, int, int]] = []
         self._busy_since = 0.0
         # Guarded by runtime.lock: this worker was woken to look for work to steal.
         self.spinning = False
@@ -304,7 +306,8 @@ class Worker:
             return
         self._busy_since = now
         for w in self.runtime.workers:
-            if w is not self and not w.parked and w.thread_id is not None and not w.closed:
+            awake = not w.parked or w.notified  # running, or woken and not running yet
+            if w is not self and awake and w.thread_id is not None and not w.closed:
                 time.sleep(SHARE_FOR)
                 self._busy_since = time.perf_counter()
                 return
@@ -317,14 +320,21 @@ class Worker:
         # select, a worker that woke others waits, GIL released, until each has done
         # the work it was woken for and come back to its own select (at most
         # SETTLE_TIMEOUT in all).
+        # A worker that does not show up in time (its thread not scheduled yet, on a
+        # loaded machine) stays owed, for a few more tries at the next selects.
         woken = self._woken
         self._woken = []
         deadline = time.monotonic() + SETTLE_TIMEOUT
-        for w, seq in woken:
+        for i, (w, seq, tries) in enumerate(woken):
             with w.lock:
                 while w.selects == seq and not w.closed:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
+                        self._woken = [
+                            (w2, seq2, tries2 + 1)
+                            for w2, seq2, tries2 in woken[i:]
+                            if tries2 < SETTLE_TRIES and w2.selects == seq2
+                        ]
                         return
                     w.watched = True
                     w.reached_select.wait(remaining)
@@ -424,4 +434,4 @@ def _owe(woken: Worker) -> None:
         return
     me = current_worker()
     if me is not None and me is not woken and me.parks_in_selector:
-        me._woken.append((woken, woken.selects))
+        me._woken.append((woken, woken.selects, 0))

@@ -126,21 +126,25 @@ class Waiter:
         return self.parker.winner is not None
 
 
-class Solo(Parker):
+class Solo:
     """A parker that is its own (only) waiter: a plain ``send`` or ``recv``.
 
-    One object instead of a Parker and a Waiter, on the hottest path there is.
+    One small object instead of a Parker and a Waiter, on the hottest path there is. It
+    is only ever claimed under the lock of the one primitive that queued it.
     """
 
-    __slots__ = ("case", "closed", "ok", "value")
+    __slots__ = ("closed", "event", "fut", "loop", "ok", "value", "winner")
+
+    case = 0
 
     def __init__(self, loop: asyncio.AbstractEventLoop | None, value: Any = None) -> None:
         self.loop = loop
-        self.fut = loop.create_future() if loop is not None else None
-        self.event = None if loop is not None else threading.Event()
-        self.lock = None
-        self.winner = None
-        self.case = 0
+        if loop is not None:
+            self.fut: asyncio.Future[None] | None = loop.create_future()
+        else:
+            self.fut = None
+            self.event = threading.Event()
+        self.winner: Any = None
         self.value = value
         self.ok = True
         self.closed = False
@@ -158,6 +162,19 @@ class Solo(Parker):
     @property
     def stale(self) -> bool:
         return self.winner is not None
+
+    def wake(self) -> None:
+        fut = self.fut
+        if fut is None:
+            self.event.set()
+        elif asyncio._get_running_loop() is self.loop:
+            if not fut.done():
+                fut.set_result(None)
+        else:
+            call_in_loop(self.loop, _resolve, fut)  # type: ignore[arg-type]
+
+    def sleep_blocking(self, timeout: float | None) -> bool:
+        return self.event.wait(timeout)
 
 
 #: What a primitive's wait queue holds: a select's per-case waiter, or a plain operation.

@@ -20,6 +20,14 @@ from ._runtime import stats as stats
 from ._select import select as select
 from ._stats import Stats as Stats
 from ._stats import WorkerStats as WorkerStats
+from ._sync import Group as Group
+from ._sync import Mutex as Mutex
+from ._sync import Once as Once
+from ._sync import RWMutex as RWMutex
+from ._sync import WaitGroup as WaitGroup
+from ._time import Ticker as Ticker
+from ._time import Timer as Timer
+from ._time import after as after
 
 __version__ = "0.1.0"
 
@@ -28,10 +36,18 @@ __all__ = [
     "Closed",
     "GoPolicy",
     "Goroutine",
+    "Group",
     "Loop",
+    "Mutex",
+    "Once",
+    "RWMutex",
     "Stats",
+    "Ticker",
+    "Timer",
+    "WaitGroup",
     "WorkerStats",
     "WouldBlock",
+    "after",
     "go",
     "install",
     "new_event_loop",

@@ -325,7 +325,7 @@ class Worker:
         woken = self._woken
         self._woken = []
         deadline = time.monotonic() + SETTLE_TIMEOUT
-        for i, (w, seq, tries) in enumerate(woken):
+        for i, (w, seq, _tries) in enumerate(woken):
             with w.lock:
                 while w.selects == seq and not w.closed:
                     remaining = deadline - time.monotonic()

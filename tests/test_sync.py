@@ -226,8 +226,8 @@ def test_waitgroup_wait_cancelled_gives_up() -> None:
     assert gorun.run(main(), procs=PROCS) == (False, 1)
 
 
-def test_waitgroup_wait_lost_race_completes_then_cancels() -> None:
-    async def main() -> list[str]:
+def test_waitgroup_wait_cancelled_as_it_completes_raises() -> None:
+    async def main() -> tuple[list[str], int]:
         wg = gorun.WaitGroup()
         wg.add(1)
         log: list[str] = []
@@ -235,21 +235,17 @@ def test_waitgroup_wait_lost_race_completes_then_cancels() -> None:
         async def waiter() -> None:
             await wg.wait()
             log.append("returned")
-            try:
-                await asyncio.sleep(0)
-            except asyncio.CancelledError:
-                log.append("cancelled at next await")
-                raise
 
         g = gorun.go(waiter(), local=True)
         await _until(lambda: len(wg._waiters) == 1)
         wg.done()  # claims the waiter and resolves its future, on this loop
-        g.cancel()  # too late to give up: the wait completes, the cancel is rearmed
+        g.cancel()  # reaches the task before it resumes: the wait raises
         with pytest.raises(asyncio.CancelledError):
             await g
-        return log
+        await wg.wait()  # the counter is still zero
+        return log, wg.count
 
-    assert gorun.run(main(), procs=2) == ["returned", "cancelled at next await"]
+    assert gorun.run(main(), procs=2) == ([], 0)
 
 
 # -- Mutex ------------------------------------------------------------------------------------
@@ -377,45 +373,48 @@ def test_mutex_cancel_while_waiting_gives_up() -> None:
     assert gorun.run(main(), procs=PROCS) == (False, True, True)
 
 
-def test_mutex_cancel_lost_race_holds_lock_then_cancels_at_next_await() -> None:
-    async def main() -> tuple[list[str], bool]:
+def test_mutex_grant_racing_a_cancel_is_passed_on() -> None:
+    # unlock() hands the lock to a waiter whose task is cancelled before it resumes:
+    # the cancelled waiter must not keep the lock; it goes to the next waiter.
+    async def main() -> tuple[list[str], bool, bool]:
         mu = gorun.Mutex()
         log: list[str] = []
         await mu.lock()
 
-        async def holder() -> None:
+        async def first() -> None:
             async with mu:
-                log.append(f"entered holding={mu.locked()}")
-                try:
-                    await asyncio.sleep(0)
-                except asyncio.CancelledError:
-                    log.append("cancelled at next await")
-                    raise
-                log.append("not reached")
+                log.append("first entered")
 
-        g = gorun.go(holder(), local=True)
+        async def second() -> None:
+            async with mu:
+                log.append("second entered")
+
+        g1 = gorun.go(first(), local=True)
         await _until(lambda: len(mu._waiters) == 1)
-        mu.unlock()  # hands the lock to holder: its future is resolved
-        g.cancel()  # lost the race: holder owns the lock, the cancel comes later
+        g2 = gorun.go(second(), local=True)
+        await _until(lambda: len(mu._waiters) == 2)
+        mu.unlock()  # hands the lock to first: its future is resolved
+        g1.cancel()  # reaches first before it resumes
         with pytest.raises(asyncio.CancelledError):
-            await g
-        return log, mu.locked()
+            await g1
+        await g2
+        return log, g2.done(), mu.locked()
 
-    log, locked = gorun.run(main(), procs=2)
-    assert log == ["entered holding=True", "cancelled at next await"]
-    assert not locked  # __aexit__ unlocked it
+    log, second_done, locked = gorun.run(main(), procs=2)
+    assert log == ["second entered"]
+    assert second_done
+    assert not locked
 
 
-def test_mutex_lock_lost_race_keeps_lock() -> None:
-    async def main() -> tuple[bool, bool]:
+def test_mutex_grant_racing_a_cancel_frees_the_lock() -> None:
+    async def main() -> tuple[list[str], bool]:
         mu = gorun.Mutex()
         await mu.lock()
-        got: list[bool] = []
+        got: list[str] = []
 
         async def taker() -> None:
             await mu.lock()
-            got.append(mu.locked())
-            await asyncio.sleep(0)  # the cancellation lands here
+            got.append("locked")
 
         g = gorun.go(taker(), local=True)
         await _until(lambda: len(mu._waiters) == 1)
@@ -423,11 +422,9 @@ def test_mutex_lock_lost_race_keeps_lock() -> None:
         g.cancel()
         with pytest.raises(asyncio.CancelledError):
             await g
-        held = mu.locked()
-        mu.unlock()
-        return got == [True], held
+        return got, mu.locked()
 
-    assert gorun.run(main(), procs=2) == (True, True)
+    assert gorun.run(main(), procs=2) == ([], False)
 
 
 # -- RWMutex ----------------------------------------------------------------------------------

@@ -112,9 +112,11 @@ class Chan(Generic[T]):
         """Receive without waiting: (value, ok, sender to wake) or None if it would block."""
         if self._buf:
             value = self._buf.popleft()
-            w = self._pop_live(self._sendq)
-            if w is not None:  # a parked sender's value takes the freed slot
-                self._buf.append(w.value)
+            w = None
+            if len(self._buf) < self._cap:  # a parked sender's value takes the freed slot
+                w = self._pop_live(self._sendq)
+                if w is not None:
+                    self._buf.append(w.value)
             return value, True, w
         w = self._pop_live(self._sendq)
         if w is not None:
@@ -158,8 +160,10 @@ class Chan(Generic[T]):
         """Send *value*, waiting for a receiver (unbuffered) or for buffer space.
 
         If the await is cancelled before a receiver took the value, nothing was sent.
-        If a receiver took it first, the send completes and the cancellation is raised
-        at the task's next await instead.
+        If a receiver took it in that instant, the value is delivered and cannot be
+        taken back: the send completes, and the cancellation is raised at the task's
+        next await instead (as asyncio does for a future that completed just before
+        its task was cancelled).
 
         Raises:
             Closed: the channel is closed, or is closed while this send waits.
@@ -238,9 +242,8 @@ class Chan(Generic[T]):
     async def recv_ok(self) -> tuple[T | None, bool]:
         """Receive ``(value, True)``, or ``(None, False)`` once closed and drained.
 
-        Go's ``v, ok := <-ch``. If the await is cancelled before a sender handed over a
-        value, nothing was taken; if one was handed over first, it is returned and the
-        cancellation is raised at the task's next await instead.
+        Go's ``v, ok := <-ch``. A cancelled receive takes nothing: a value handed over
+        in the instant of the cancellation goes back to the head of the channel.
         """
         with self._lock:
             got = self._try_recv()
@@ -289,14 +292,30 @@ class Chan(Generic[T]):
             self._cancel_recv(op, exc)
 
     def _cancel_recv(self, op: Solo, exc: asyncio.CancelledError) -> None:
-        # The await was cancelled: give up, unless a sender already handed us a value.
+        # The await was cancelled: give up. If a sender handed a value over in that
+        # instant, put it back at the head of the channel, so that a cancelled receive
+        # never swallows a value.
+        woken = None
         with self._lock:
-            gave_up = op.claim(CANCELLED)
-            if gave_up:
+            if op.claim(CANCELLED):
                 self._remove(op, self._recvq)
-        if gave_up:
-            raise exc
-        rearm_cancel(exc.args[0] if exc.args else None)
+            elif op.ok:
+                woken = self._put_back(op.value)
+        if woken is not None:
+            woken.parker.wake()
+        raise exc
+
+    def _put_back(self, value: Any) -> Queued | None:
+        # With the lock held: return a received value to the channel, ahead of the
+        # rest: to the next parked receiver, else to the head of the buffer (which may
+        # then hold one value more than cap until it is received). Returns the receiver
+        # to wake, if any.
+        w = self._pop_live(self._recvq)
+        if w is not None:
+            w.value, w.ok = value, True
+            return w
+        self._buf.appendleft(value)
+        return None
 
     def recv_blocking(self, timeout: float | None = None) -> T:
         """Receive from a plain thread, blocking it until a value arrives.

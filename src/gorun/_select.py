@@ -134,6 +134,18 @@ async def select(*cases: Any, default: bool = False) -> tuple[int, Any]:
         _dequeue(queued, None)
         if gave_up:
             raise
+        # A case won in the instant of the cancellation. A received value goes back to
+        # its channel and the select raises; a sent value cannot be taken back, so the
+        # select completes and the cancellation comes at the next await.
+        won: Waiter = parker.winner
+        won_kind, won_ch, _ = ops[won.case]
+        if won_kind != _SEND:
+            if won.ok:
+                with won_ch._lock:
+                    back = won_ch._put_back(won.value)
+                if back is not None:
+                    back.parker.wake()
+            raise
         rearm_cancel(exc.args[0] if exc.args else None)
     else:
         _dequeue(queued, parker.winner)

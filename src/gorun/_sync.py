@@ -8,9 +8,9 @@ own loop, or a ``threading.Event`` for a plain thread). Whoever releases it clai
 waiter under the lock, updates the state on its behalf (ownership of a Mutex passes
 directly to the claimed waiter), and wakes it after releasing the lock. A waiting
 coroutine that is cancelled claims ``CANCELLED`` under the lock and removes its waiter;
-if it lost that race, the operation has completed for it (it holds the Mutex, the
-WaitGroup reached zero), and the cancellation is delivered at its next ``await`` instead
-(``rearm_cancel``), the rule channels follow too.
+if it lost that race (the releaser had already granted it the Mutex), it hands the grant
+on, so a cancelled acquisition never leaves the caller holding anything. Either way the
+CancelledError propagates, as with asyncio's own locks.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 
 from ._goroutine import Goroutine, go
 from ._runtime import call_in_loop
-from ._waiter import CANCELLED, Parker, Solo, check_blocking_allowed, rearm_cancel
+from ._waiter import CANCELLED, Parker, Solo, check_blocking_allowed
 
 T = TypeVar("T")
 
@@ -78,29 +78,30 @@ async def _sleep(
     queue: deque[Solo],
     waiter: Solo,
     on_give_up: Callable[[], list[Solo]] | None = None,
+    undo: Callable[[], list[Solo]] | None = None,
 ) -> None:
-    """Sleep until *waiter* is claimed; on cancellation give up, or finish and rearm.
+    """Sleep until *waiter* is claimed; a cancelled sleep always raises CancelledError.
 
     If the cancellation wins the claim, the waiter leaves *queue* (``on_give_up`` may
-    then hand on what it was blocking, returning waiters to wake) and CancelledError
-    propagates. If a releaser claimed the waiter first, the operation has completed: this
-    returns, and the task is cancelled again at its next await.
+    then hand on what it was blocking, returning waiters to wake). If a releaser claimed
+    the waiter first, what it granted is handed back (``undo``: a lock goes to the next
+    waiter), so a cancelled acquisition never leaves the caller holding anything.
+    Either way CancelledError propagates, as asyncio's own locks do.
     """
     try:
         await waiter.fut  # type: ignore[misc]
-    except asyncio.CancelledError as exc:
+    except asyncio.CancelledError:
         woken: list[Solo] = []
         with lock:
-            gave_up = waiter.claim(CANCELLED)
-            if gave_up:
+            if waiter.claim(CANCELLED):
                 with contextlib.suppress(ValueError):
                     queue.remove(waiter)
                 if on_give_up is not None:
                     woken = on_give_up()
+            elif undo is not None:
+                woken = undo()
         _wake(woken)
-        if gave_up:
-            raise
-        rearm_cancel(exc.args[0] if exc.args else None)
+        raise
 
 
 def _check_int(what: str, value: object) -> int:
@@ -178,9 +179,7 @@ class WaitGroup:
     async def wait(self) -> None:
         """Wait until the counter is zero; return at once if it is zero now.
 
-        If the await is cancelled before the counter reached zero, this raises
-        CancelledError; if it reached zero first, this returns and the cancellation is
-        raised at the task's next await instead.
+        A cancelled wait raises CancelledError (the counter is not affected).
         """
         with self._lock:
             if self._count == 0:
@@ -269,10 +268,8 @@ class Mutex:
     unlock it. Unlike ``asyncio.Lock``, it works across worker loops.
 
     Cancellation: a goroutine cancelled while waiting for the lock gives up without
-    owning it. If ``unlock()`` had already handed it the lock, it keeps the lock: the
-    ``lock()`` (or ``async with``'s entry) completes normally and CancelledError is
-    raised at its next await, so in ``async with mu:`` the body starts, its first await
-    raises, and the exit unlocks the Mutex.
+    owning it: if ``unlock()`` had already handed it the lock in that instant, it passes
+    the lock on to the next waiter (or frees it) before CancelledError propagates.
     """
 
     __slots__ = ("__weakref__", "_lock", "_locked", "_waiters")
@@ -307,16 +304,23 @@ class Mutex:
     async def lock(self) -> None:
         """Take the lock, waiting (in FIFO order) while it is held.
 
-        If the await is cancelled before the lock was handed over, the caller does not
-        hold it and CancelledError propagates; if it was handed over first, this returns
-        (the caller holds the lock) and the cancellation is raised at the next await.
+        If the await is cancelled, the caller does not hold the lock and CancelledError
+        propagates (a lock handed over in that instant is passed on).
         """
         with self._lock:
             if not self._locked:
                 self._locked = True
                 return
             waiter = _enqueue(self._waiters)
-        await _sleep(self._lock, self._waiters, waiter)
+        await _sleep(self._lock, self._waiters, waiter, undo=self._release_locked)
+
+    def _release_locked(self) -> list[Solo]:
+        # With self._lock held: pass ownership to the next waiter, or free the lock.
+        w = _pop_live(self._waiters)
+        if w is None:
+            self._locked = False
+            return []
+        return [w]
 
     def unlock(self) -> None:
         """Release the lock; the longest waiting goroutine, if any, now holds it.
@@ -327,11 +331,8 @@ class Mutex:
         with self._lock:
             if not self._locked:
                 raise RuntimeError("unlock of unlocked Mutex")
-            w = _pop_live(self._waiters)
-            if w is None:
-                self._locked = False
-        if w is not None:
-            w.wake()
+            woken = self._release_locked()
+        _wake(woken)
 
     async def __aenter__(self) -> None:
         """Take the lock (see :meth:`lock`)."""
@@ -361,8 +362,7 @@ class RWMutex:
     Use ``async with rw.reader:`` / ``async with rw.writer:``, or the methods
     :meth:`rlock` / :meth:`runlock` / :meth:`lock` / :meth:`unlock`. As with
     :class:`Mutex`, locks are not tied to a goroutine, and a goroutine cancelled while
-    waiting either gives up without the lock or, if it was already granted, keeps it and
-    is cancelled at its next await.
+    waiting never ends up holding the lock (a grant made in that instant is passed on).
     """
 
     __slots__ = ("__weakref__", "_lock", "_readers", "_rq", "_wq", "_writer", "reader", "writer")
@@ -429,7 +429,15 @@ class RWMutex:
                 self._readers += 1
                 return
             waiter = _enqueue(self._rq)
-        await _sleep(self._lock, self._rq, waiter)
+        await _sleep(self._lock, self._rq, waiter, undo=self._runlock_locked)
+
+    def _runlock_locked(self) -> list[Solo]:
+        self._readers -= 1
+        return self._grant_locked(prefer_readers=False)
+
+    def _unlock_locked(self) -> list[Solo]:
+        self._writer = False
+        return self._grant_locked(prefer_readers=True)
 
     def runlock(self) -> None:
         """Release one read lock; the last reader out lets a waiting writer in.
@@ -468,7 +476,7 @@ class RWMutex:
                 return
             waiter = _enqueue(self._wq)
         await _sleep(self._lock, self._wq, waiter,
-                     functools.partial(self._grant_locked, False))
+                     functools.partial(self._grant_locked, False), undo=self._unlock_locked)
 
     def unlock(self) -> None:
         """Release the write lock; the readers that waited meanwhile go first.

@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 
 import gorun
 
 
-async def _parked(ch: gorun.Chan[int], receivers: int = 1) -> None:
-    while len(ch._recvq) < receivers:
+async def _until(pred: Callable[[], bool]) -> None:
+    """Yield to the loop until *pred* holds (a task here has parked itself)."""
+    for _ in range(1_000_000):
+        if pred():
+            return
         await asyncio.sleep(0)
+    raise AssertionError("condition never held")
+
+
+async def _parked(ch: gorun.Chan[int], receivers: int = 1) -> None:
+    await _until(lambda: len(ch._recvq) >= receivers)
 
 
 @pytest.mark.parametrize("cap", [0, 1])
@@ -94,8 +103,7 @@ def test_send_taken_as_it_is_cancelled_completes_and_cancels_at_the_next_await()
                 raise
 
         task = asyncio.create_task(sender())
-        while len(ch._sendq) < 1:
-            await asyncio.sleep(0)
+        await _until(lambda: len(ch._sendq) == 1)
         value = ch.recv_nowait()  # takes 5 from the parked sender
         task.cancel()  # too late to take the value back
         with pytest.raises(asyncio.CancelledError):
@@ -110,8 +118,7 @@ def test_select_recv_cancelled_as_it_wins_puts_the_value_back() -> None:
         a: gorun.Chan[int] = gorun.Chan()
         b: gorun.Chan[int] = gorun.Chan()
         task = asyncio.create_task(gorun.select(a.recv, b.recv))
-        while len(a._recvq) < 1 or len(b._recvq) < 1:
-            await asyncio.sleep(0)
+        await _until(lambda: len(a._recvq) == 1 and len(b._recvq) == 1)
         b.send_nowait(9)  # the select's b case wins
         task.cancel()
         with pytest.raises(asyncio.CancelledError):

@@ -62,7 +62,7 @@ def measure(case: Case, *, quick: bool, rounds: int, seed: int) -> dict[str, Pee
     ops = case.quick_ops if quick else case.ops
     results = {name: PeerResult(name, []) for name in case.peers}
     rng = random.Random(seed)
-    for name, run in case.peers.items():  # warm-up, not recorded
+    for run in case.peers.values():  # warm-up, not recorded
         run(max(1, ops // 10))
     for _ in range(rounds):
         order = list(case.peers)

@@ -10,6 +10,7 @@ the parker wins, and the stale waiters are then removed from the other channels.
 from __future__ import annotations
 
 import asyncio
+import collections.abc
 import contextlib
 import random
 from collections import deque
@@ -66,7 +67,14 @@ async def select(*cases: Any, default: bool = False) -> tuple[int, Any]:
         TypeError: a case is not one of the forms above.
         ValueError: no cases and no default (that would block forever).
     """
-    ops = [_parse(i, case) for i, case in enumerate(cases)]
+    try:
+        ops = [_parse(i, case) for i, case in enumerate(cases)]
+    except TypeError:
+        for case in cases:  # select(ch.recv()) made a coroutine: close it, unawaited
+            inner = case[0] if isinstance(case, tuple) and case else case
+            if isinstance(inner, collections.abc.Coroutine):
+                inner.close()
+        raise
     for i, case in enumerate(cases):
         if (ops[i][0] == _SEND) != isinstance(case, tuple):
             raise TypeError(

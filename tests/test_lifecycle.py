@@ -149,7 +149,9 @@ def test_policy_and_install() -> None:
     async def main() -> tuple[bool, int]:
         return isinstance(asyncio.get_running_loop(), gorun.Loop), gorun.procs()
 
-    old = asyncio.get_event_loop_policy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # deprecated in 3.14
+        old = asyncio.get_event_loop_policy()
     expect = DeprecationWarning if sys.version_info >= (3, 14) else None
     try:
         with warnings.catch_warnings(record=True) as caught:

@@ -8,72 +8,29 @@ threads on a barrier, and ``until_parked`` yields until a select has queued its 
 from __future__ import annotations
 
 import asyncio
-import gc
 import random
 import threading
-import time
-import warnings
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 import gorun
 import gorun._select
-
-TIMEOUT = 10.0
-PROCS = 4
+from tests.test_chan import (  # shared helpers, and the never-awaited check
+    PROCS,
+    TIMEOUT,
+    _no_never_awaited,
+    outcome,
+    parked,
+    pinner,
+    until_parked,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
-
-@pytest.fixture(autouse=True)
-def _no_never_awaited() -> Iterator[None]:
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        yield
-        gc.collect()
-    assert not [w for w in caught if "never awaited" in str(w.message)], caught
-
-
-def pinner(n: int) -> Callable[[], int]:
-    """``pin()`` blocks until *n* callers arrived, so *n* goroutines calling it first run
-    on *n* distinct worker threads; it returns the caller's thread id."""
-    barrier = threading.Barrier(n, timeout=TIMEOUT)
-
-    def pin() -> int:
-        barrier.wait()
-        return threading.get_ident()
-
-    return pin
-
-
-def parked(ch: gorun.Chan[Any]) -> tuple[int, int]:
-    """(live parked senders, live parked receivers) of *ch*."""
-    with ch._lock:
-        return (
-            sum(not w.stale for w in ch._sendq),
-            sum(not w.stale for w in ch._recvq),
-        )
-
-
-async def until_parked(ch: gorun.Chan[Any], senders: int = 0, receivers: int = 0) -> None:
-    deadline = time.monotonic() + TIMEOUT
-    while True:
-        s, r = parked(ch)
-        if s >= senders and r >= receivers:
-            return
-        assert time.monotonic() < deadline, f"parked {s} senders, {r} receivers"
-        await asyncio.sleep(0.0005)
-
-
-async def outcome(aw: Any) -> Any:
-    """The result of awaiting *aw*, or the exception class it raised."""
-    try:
-        return await aw
-    except (gorun.Closed, asyncio.CancelledError) as exc:
-        return type(exc)
+__all__ = ["_no_never_awaited"]
 
 
 def empty(ch: gorun.Chan[Any]) -> bool:

@@ -22,7 +22,16 @@ from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any, Generic, TypeVar
 
-from ._waiter import CANCELLED, Queued, Solo, check_blocking_allowed, rearm_cancel
+from ._waiter import (
+    CANCELLED,
+    Queued,
+    Solo,
+    check_blocking_allowed,
+    new_solo,
+    rearm_cancel,
+)
+
+_get_running_loop = asyncio.get_running_loop
 
 T = TypeVar("T")
 
@@ -154,7 +163,7 @@ class Chan(Generic[T]):
         if got is False:
             raise WouldBlock("send would block: no receiver waiting and the buffer is full")
         if got is not True:
-            got.parker.wake()
+            got.wake()
 
     async def send(self, value: T) -> None:
         """Send *value*, waiting for a receiver (unbuffered) or for buffer space.
@@ -168,19 +177,36 @@ class Chan(Generic[T]):
         Raises:
             Closed: the channel is closed, or is closed while this send waits.
         """
-        with self._lock:
-            got = self._try_send(value)
-            if got is False:
-                op = Solo(asyncio.get_running_loop(), value)
+        # The hottest path there is, so _try_send is inlined, the lock is taken with
+        # acquire/release (on 3.11 a `with` block costs as much again as the lock
+        # itself), and the waiter is built without a Python-level __init__.
+        lock = self._lock
+        lock.acquire()
+        try:
+            if self._closed:
+                raise Closed("send on closed channel")
+            recvq = self._recvq
+            while recvq:
+                receiver = recvq.popleft()
+                if receiver.claim():
+                    receiver.value = value
+                    break
+            else:
+                receiver = None
+                if len(self._buf) < self._cap:
+                    self._buf.append(value)
+                    return
+                op = new_solo(_get_running_loop(), value)
                 self._sendq.append(op)
-        if got is not False:
-            if got is not True:
-                got.parker.wake()
+        finally:
+            lock.release()
+        if receiver is not None:
+            receiver.wake()
             return
         try:
             await op.fut  # type: ignore[misc]
         except asyncio.CancelledError as exc:
-            with self._lock:
+            with lock:
                 gave_up = op.claim(CANCELLED)
                 if gave_up:
                     self._remove(op, self._sendq)
@@ -206,7 +232,7 @@ class Chan(Generic[T]):
                 self._sendq.append(op)
         if got is not False:
             if got is not True:
-                got.parker.wake()
+                got.wake()
             return
         if not op.sleep_blocking(timeout):
             with self._lock:
@@ -234,7 +260,7 @@ class Chan(Generic[T]):
             raise WouldBlock("recv would block: nothing buffered and no sender waiting")
         value, ok, sender = got
         if sender is not None:
-            sender.parker.wake()
+            sender.wake()
         if not ok:
             raise Closed("recv on closed channel")
         return value  # type: ignore[no-any-return]
@@ -245,17 +271,24 @@ class Chan(Generic[T]):
         Go's ``v, ok := <-ch``. A cancelled receive takes nothing: a value handed over
         in the instant of the cancellation goes back to the head of the channel.
         """
-        with self._lock:
+        lock = self._lock
+        lock.acquire()
+        try:
             got = self._try_recv()
             if got is None:
-                op = Solo(asyncio.get_running_loop())
+                op = new_solo(_get_running_loop(), None)
                 self._recvq.append(op)
+        finally:
+            lock.release()
         if got is not None:
             if got[2] is not None:
-                got[2].parker.wake()
+                got[2].wake()
             return got[0], got[1]
-        await self._park_recv(op)
-        return op.value, op.ok
+        try:
+            await op.fut  # type: ignore[misc]
+        except asyncio.CancelledError as exc:
+            self._cancel_recv(op, exc)
+        return op.value, not op.closed
 
     async def recv(self) -> T:
         """Receive the next value, waiting for one.
@@ -266,30 +299,43 @@ class Chan(Generic[T]):
         Raises:
             Closed: the channel is closed and drained.
         """
-        with self._lock:
-            got = self._try_recv()
-            if got is None:
-                op = Solo(asyncio.get_running_loop())
-                self._recvq.append(op)
+        lock = self._lock  # acquire/release: see send()
+        lock.acquire()
+        try:
+            if self._buf or self._closed:
+                got = self._try_recv()
+            else:
+                # Nothing buffered: take a parked sender's value, or park. This is
+                # _try_recv's unbuffered case, inlined (see send()).
+                sendq = self._sendq
+                while sendq:
+                    sender = sendq.popleft()
+                    if sender.claim():
+                        value = sender.value
+                        break
+                else:
+                    sender = None
+                    op = new_solo(_get_running_loop(), None)
+                    self._recvq.append(op)
+                got = None
+        finally:
+            lock.release()
         if got is not None:
             if got[2] is not None:
-                got[2].parker.wake()
+                got[2].wake()
             if not got[1]:
                 raise Closed("recv on closed channel")
             return got[0]  # type: ignore[no-any-return]
+        if sender is not None:
+            sender.wake()
+            return value  # type: ignore[no-any-return]
         try:
             await op.fut  # type: ignore[misc]
         except asyncio.CancelledError as exc:
             self._cancel_recv(op, exc)
-        if not op.ok:
+        if op.closed:
             raise Closed("recv on closed channel")
         return op.value  # type: ignore[no-any-return]
-
-    async def _park_recv(self, op: Solo) -> None:
-        try:
-            await op.fut  # type: ignore[misc]
-        except asyncio.CancelledError as exc:
-            self._cancel_recv(op, exc)
 
     def _cancel_recv(self, op: Solo, exc: asyncio.CancelledError) -> None:
         # The await was cancelled: give up. If a sender handed a value over in that
@@ -299,10 +345,10 @@ class Chan(Generic[T]):
         with self._lock:
             if op.claim(CANCELLED):
                 self._remove(op, self._recvq)
-            elif op.ok:
+            elif not op.closed:
                 woken = self._put_back(op.value)
         if woken is not None:
-            woken.parker.wake()
+            woken.wake()
         raise exc
 
     def _put_back(self, value: Any) -> Queued | None:
@@ -312,7 +358,7 @@ class Chan(Generic[T]):
         # to wake, if any.
         w = self._pop_live(self._recvq)
         if w is not None:
-            w.value, w.ok = value, True
+            w.value, w.closed = value, False
             return w
         self._buf.appendleft(value)
         return None
@@ -334,7 +380,7 @@ class Chan(Generic[T]):
         if got is not None:
             value, ok, sender = got
             if sender is not None:
-                sender.parker.wake()
+                sender.wake()
         else:
             if not op.sleep_blocking(timeout):
                 with self._lock:
@@ -344,7 +390,7 @@ class Chan(Generic[T]):
                 if gave_up:
                     raise TimeoutError(f"recv did not complete within {timeout} seconds")
                 op.sleep_blocking(None)
-            value, ok = op.value, op.ok
+            value, ok = op.value, not op.closed
         if not ok:
             raise Closed("recv on closed channel")
         return value  # type: ignore[no-any-return]
@@ -376,11 +422,11 @@ class Chan(Generic[T]):
             self._closed = True
             woken: list[Queued] = []
             while (w := self._pop_live(self._recvq)) is not None:
-                w.value, w.ok = None, False
+                w.value, w.closed = None, True
                 woken.append(w)
             while (w := self._pop_live(self._sendq)) is not None:
                 w.closed = True
                 woken.append(w)
         for w in woken:
-            w.parker.wake()
+            w.wake()
 

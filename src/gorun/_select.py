@@ -130,7 +130,7 @@ async def select(*cases: Any, default: bool = False) -> tuple[int, Any]:
         for ch in reversed(chans):
             ch._lock.release()
     if to_wake is not None:
-        to_wake.parker.wake()
+        to_wake.wake()
     if parker is None:
         if error is not None:
             raise error
@@ -148,11 +148,11 @@ async def select(*cases: Any, default: bool = False) -> tuple[int, Any]:
         won: Waiter = parker.winner
         won_kind, won_ch, _ = ops[won.case]
         if won_kind != _SEND:
-            if won.ok:
+            if not won.closed:
                 with won_ch._lock:
                     back = won_ch._put_back(won.value)
                 if back is not None:
-                    back.parker.wake()
+                    back.wake()
             raise
         rearm_cancel(exc.args[0] if exc.args else None)
     else:
@@ -164,8 +164,8 @@ async def select(*cases: Any, default: bool = False) -> tuple[int, Any]:
             raise Closed("send on closed channel")
         return winner.case, None
     if kind == _RECV_OK:
-        return winner.case, (winner.value, winner.ok)
-    if not winner.ok:
+        return winner.case, (winner.value, not winner.closed)
+    if winner.closed:
         raise Closed("recv on closed channel")
     return winner.case, winner.value
 

@@ -202,7 +202,7 @@ class Goroutine(Generic[T]):
             self._coro = None
         if coro is not None:
             coro.close()
-        self._runtime.goroutine_exited()
+        self._runtime.goroutine_exited(self)
         self._complete(None, asyncio.CancelledError(msg) if msg is not None
                        else asyncio.CancelledError())
         return True
@@ -222,7 +222,7 @@ class Goroutine(Generic[T]):
             task = worker.loop.create_task(coro, name=self.name, context=self._context)
         except BaseException as exc:
             coro.close()
-            self._runtime.goroutine_exited()
+            self._runtime.goroutine_exited(self)
             self._complete(None, exc)
             return False
         self._task = task
@@ -239,7 +239,7 @@ class Goroutine(Generic[T]):
         worker = self._worker
         if worker is not None:
             worker.live.pop(self.id, None)
-        self._runtime.goroutine_exited()
+        self._runtime.goroutine_exited(self)
         if task.cancelled():
             try:
                 task.result()

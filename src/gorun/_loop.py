@@ -79,6 +79,7 @@ class Loop(asyncio.SelectorEventLoop):
         try:
             super().run_forever()
         finally:
+            home.flush_wakes()  # wake-ups held back for a select that will not come now
             set_current_worker(previous)
 
     def create_task(  # type: ignore[override]

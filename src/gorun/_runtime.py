@@ -46,6 +46,8 @@ current_runtime_var: contextvars.ContextVar[Runtime | None] = contextvars.Contex
     "gorun_runtime", default=None
 )
 
+#: How long a worker may hold back a wake-up before the monitor sends it.
+DEFER_LIMIT = 1e-3
 #: The monitor's polling period while goroutines are queued, and its back-off limit.
 SYSMON_MIN = 1e-3
 SYSMON_MAX = 10e-3
@@ -86,8 +88,8 @@ class Runtime:
         self.steal_grace = STEAL_GRACE
         self.runnext_grace = RUNNEXT_GRACE
         self.lock = threading.Lock()
-        # Guarded by self.lock.
-        self._count = 0
+        # Guarded by self.lock: every goroutine from go() until it is done (by id).
+        self.goroutines: dict[int, Goroutine[Any]] = {}
         self._closing = False
         self._closed = False
         self._nspinning = 0
@@ -157,6 +159,7 @@ class Runtime:
         try:
             loop.run_forever()
         finally:
+            worker.flush_wakes()
             try:
                 worker.drop_queued()
                 loop.run_until_complete(self._finish_tasks(worker))
@@ -178,7 +181,7 @@ class Runtime:
                 raise RuntimeError(
                     "cannot start a goroutine: its gorun runtime is shutting down"
                 )
-            self._count += 1
+            self.goroutines[g.id] = g
         if caller is not None and caller.runtime is self:
             caller.push_local(g)
             return
@@ -197,7 +200,7 @@ class Runtime:
             if workers[(target.index + i) % n].push_remote(g):
                 return
         with self.lock:
-            self._count -= 1
+            self.goroutines.pop(g.id, None)
         raise RuntimeError("cannot start a goroutine: every gorun worker has shut down")
 
     def start_local(self, g: Goroutine[Any], worker: Worker) -> None:
@@ -207,12 +210,17 @@ class Runtime:
                 raise RuntimeError(
                     "cannot start a goroutine: its gorun runtime is shutting down"
                 )
-            self._count += 1
+            self.goroutines[g.id] = g
         g._start(worker)
 
-    def goroutine_exited(self) -> None:
+    def goroutine_exited(self, g: Goroutine[Any]) -> None:
         with self.lock:
-            self._count -= 1
+            self.goroutines.pop(g.id, None)
+
+    def live_goroutines(self) -> list[Goroutine[Any]]:
+        """The goroutines not done yet, oldest first (a snapshot)."""
+        with self.lock:
+            return list(self.goroutines.values())
 
     def wake_idle(self) -> None:
         """Wake one parked worker to look for work, unless one is already looking."""
@@ -310,11 +318,29 @@ class Runtime:
             self.wake_idle()
         return queued
 
+    def send_deferred(self) -> bool:
+        """Send the wake-ups a busy loop has held back too long (see Worker.defer_wake).
+
+        Returns True if any worker holds wake-ups back (the monitor keeps watching).
+        The owner sends them again at its next select, which costs the target one
+        spurious wake-up at most.
+        """
+        now = time.perf_counter()
+        held = False
+        for w in self.workers:
+            deferred = w._deferred
+            if deferred:
+                held = True
+                if now - w._deferred_since > DEFER_LIMIT:
+                    for target in list(deferred):
+                        target._wake_fn()
+        return held
+
     # -- introspection -----------------------------------------------------------------------
 
     def num_goroutine(self) -> int:
         with self.lock:
-            return self._count
+            return len(self.goroutines)
 
     def stats(self) -> Stats:
         workers = []
@@ -482,8 +508,14 @@ class _Sysmon:
                     self.cond.wait(delay)
                 if self._stopping:
                     return
+            held = self.runtime.send_deferred()
             if self.runtime.find_stuck():
                 delay, quiet = SYSMON_MIN, 0.0
+                continue
+            if held:
+                # Held-back wake-ups are normally sent within microseconds: keep an
+                # eye on them, at the slowest rate.
+                delay, quiet = SYSMON_MAX, 0.0
                 continue
             quiet += delay
             delay = min(delay * 2, SYSMON_MAX)

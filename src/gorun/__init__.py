@@ -7,6 +7,8 @@ Start with :func:`run` (or ``asyncio.run(main(), loop_factory=gorun.new_event_lo
 from ._chan import Chan as Chan
 from ._chan import Closed as Closed
 from ._chan import WouldBlock as WouldBlock
+from ._deadlock import Deadlock as Deadlock
+from ._dump import dump as dump
 from ._goroutine import Goroutine as Goroutine
 from ._goroutine import go as go
 from ._loop import GoPolicy as GoPolicy
@@ -34,6 +36,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Chan",
     "Closed",
+    "Deadlock",
     "GoPolicy",
     "Goroutine",
     "Group",
@@ -48,6 +51,7 @@ __all__ = [
     "WorkerStats",
     "WouldBlock",
     "after",
+    "dump",
     "go",
     "install",
     "new_event_loop",

@@ -28,10 +28,12 @@ from ._waiter import (
     Solo,
     check_blocking_allowed,
     new_solo,
+    note_plain_thread,
     rearm_cancel,
 )
 
 _get_running_loop = asyncio.get_running_loop
+_get_running_loop_or_none = asyncio._get_running_loop
 
 T = TypeVar("T")
 
@@ -158,6 +160,8 @@ class Chan(Generic[T]):
             Closed: the channel is closed.
             WouldBlock: no receiver is waiting and the buffer is full.
         """
+        if _get_running_loop_or_none() is None:
+            note_plain_thread()
         with self._lock:
             got = self._try_send(value)
         if got is False:
@@ -254,6 +258,8 @@ class Chan(Generic[T]):
             Closed: the channel is closed and drained.
             WouldBlock: nothing buffered and no sender waiting.
         """
+        if _get_running_loop_or_none() is None:
+            note_plain_thread()
         with self._lock:
             got = self._try_recv()
         if got is None:
@@ -416,6 +422,8 @@ class Chan(Generic[T]):
         Raises:
             Closed: the channel was already closed.
         """
+        if _get_running_loop_or_none() is None:
+            note_plain_thread()
         with self._lock:
             if self._closed:
                 raise Closed("close of closed channel")

@@ -1,4 +1,5 @@
-"""Validation of runtime settings and their environment defaults (GORUN_PROCS, GORUN_LOOP)."""
+"""Validation of runtime settings and their environment defaults (GORUN_PROCS, GORUN_LOOP,
+GORUN_DEADLOCK)."""
 
 from __future__ import annotations
 
@@ -60,3 +61,17 @@ def resolve_loop(loop: str | None) -> str:
                 "pip install 'gorun[uvloop]'"
             ) from None
     return loop
+
+
+def resolve_deadlock(deadlock: bool | None) -> bool:
+    """Whether to detect deadlocks; ``None`` means ``GORUN_DEADLOCK`` (default on)."""
+    if deadlock is not None:
+        if not isinstance(deadlock, bool):
+            raise TypeError(f"deadlock must be True, False or None, got {deadlock!r}")
+        return deadlock
+    raw = os.environ.get("GORUN_DEADLOCK", "").strip().lower()
+    if raw in ("", "1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"GORUN_DEADLOCK must be 1 or 0 (on or off), got {raw!r}")

@@ -24,6 +24,7 @@ from asyncio.log import logger
 from collections.abc import Callable, Coroutine, Generator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from ._guard import explain
 from ._runtime import Runtime, call_in_loop, current_runtime, current_runtime_var, default_runtime
 from ._worker import current_worker
 
@@ -250,6 +251,8 @@ class Goroutine(Generic[T]):
         if error is None:
             self._complete(task.result(), None)
         else:
+            # asyncio's "attached to a different loop" errors get gorun's explanation.
+            explain(error, worker.index if worker is not None else None)
             self._complete(None, error)
 
     def _complete(self, result: T | None, exc: BaseException | None) -> None:

@@ -6,19 +6,23 @@ import asyncio
 import asyncio.events
 import contextvars
 import functools
+import signal
 import sys
 import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from ._config import resolve_loop, resolve_procs
+from ._config import resolve_deadlock, resolve_loop, resolve_procs
+from ._deadlock import DEADLOCK_MARKER, Deadlock
+from ._dump import dump, record_outliving
+from ._guard import GuardedLoop
 from ._runtime import Runtime, current_runtime_var
 from ._worker import ParkingSelector, set_current_worker
 
 T = TypeVar("T")
 
 
-class Loop(asyncio.SelectorEventLoop):
+class Loop(GuardedLoop):
     """An asyncio event loop that is the home loop of a gorun runtime.
 
     It runs on the thread that runs it, like any asyncio loop, and is worker 0 of a
@@ -37,18 +41,33 @@ class Loop(asyncio.SelectorEventLoop):
             selector loop.
         debug: Asyncio debug mode for every worker; None keeps asyncio's default
             (``PYTHONASYNCIODEBUG``, ``-X dev``).
+        deadlock: Detect deadlocks (see :class:`gorun.Deadlock`); default
+            ``GORUN_DEADLOCK``, else on.
     """
 
     def __init__(
-        self, procs: int | None = None, *, loop: str | None = None, debug: bool | None = None
+        self,
+        procs: int | None = None,
+        *,
+        loop: str | None = None,
+        debug: bool | None = None,
+        deadlock: bool | None = None,
     ) -> None:
         self._gorun: Runtime | None = None
+        # The future run_until_complete() runs now: the main goroutine, which a deadlock
+        # is reported to (see _deadlock).
+        self._gorun_main: asyncio.Future[Any] | None = None
+        detect = resolve_deadlock(deadlock)
         super().__init__(ParkingSelector())
         if debug is not None:
             super().set_debug(debug)
         try:
             self._gorun = Runtime(
-                resolve_procs(procs), loop=resolve_loop(loop), debug=debug, home=self
+                resolve_procs(procs),
+                loop=resolve_loop(loop),
+                debug=debug,
+                home=self,
+                detect_deadlocks=detect,
             )
         except BaseException:
             super().close()
@@ -81,6 +100,28 @@ class Loop(asyncio.SelectorEventLoop):
         finally:
             home.flush_wakes()  # wake-ups held back for a select that will not come now
             set_current_worker(previous)
+
+    def run_until_complete(self, future: Any) -> Any:
+        """Run until *future* is done, as asyncio does; it is the main goroutine meanwhile.
+
+        Raises:
+            gorun.Deadlock: every goroutine was blocked for good, the main one included
+                (see :class:`gorun.Deadlock`); the main one was cancelled.
+        """
+        fut = asyncio.ensure_future(future, loop=self)
+        previous, self._gorun_main = self._gorun_main, fut
+        try:
+            return super().run_until_complete(fut)
+        except asyncio.CancelledError as exc:
+            rt = self._gorun
+            if rt is not None and rt.deadlock is not None and fut.cancelled():
+                text, rt.deadlock = rt.deadlock, None
+                raise Deadlock(f"{DEADLOCK_MARKER}\n\n{text}") from exc
+            raise
+        finally:
+            self._gorun_main = previous
+            if previous is None and self._gorun is not None:
+                record_outliving(self._gorun)  # for gorun.testing.no_leaks()
 
     def create_task(  # type: ignore[override]
         self,
@@ -132,14 +173,19 @@ class Loop(asyncio.SelectorEventLoop):
 
 
 def new_event_loop(
-    *, procs: int | None = None, loop: str | None = None, debug: bool | None = None
+    *,
+    procs: int | None = None,
+    loop: str | None = None,
+    debug: bool | None = None,
+    deadlock: bool | None = None,
 ) -> Loop:
     """Create a :class:`Loop`: a loop factory for ``asyncio.run`` and ``asyncio.Runner``.
 
     ``asyncio.run(main(), loop_factory=gorun.new_event_loop)`` runs *main* on gorun; use
-    ``functools.partial(gorun.new_event_loop, procs=4)`` to choose the worker count.
+    ``functools.partial(gorun.new_event_loop, procs=4)`` to choose the worker count. The
+    arguments are those of :class:`Loop`.
     """
-    return Loop(procs, loop=loop, debug=debug)
+    return Loop(procs, loop=loop, debug=debug, deadlock=deadlock)
 
 
 def run(
@@ -148,6 +194,8 @@ def run(
     procs: int | None = None,
     debug: bool | None = None,
     loop: str | None = None,
+    deadlock: bool | None = None,
+    dump_signal: int | None = None,
 ) -> T:
     """Run *main* on a new gorun runtime and return its result, like ``asyncio.run``.
 
@@ -162,10 +210,14 @@ def run(
         debug: Asyncio debug mode on every worker; None keeps asyncio's default.
         loop: ``"asyncio"`` or ``"uvloop"`` for the worker threads; default ``GORUN_LOOP``,
             else ``"asyncio"``.
+        deadlock: Detect deadlocks; default ``GORUN_DEADLOCK``, else on.
+        dump_signal: A signal (e.g. ``signal.SIGUSR1``) that prints :func:`gorun.dump`
+            to stderr while *main* runs.
 
     Raises:
+        gorun.Deadlock: every goroutine was blocked for good, *main* included.
         RuntimeError: called from a running event loop (``await main`` there instead).
-        TypeError, ValueError: bad *procs* or *loop*.
+        TypeError, ValueError: bad *procs*, *loop*, *deadlock* or *dump_signal*.
     """
     try:
         running = asyncio.get_running_loop()
@@ -179,13 +231,27 @@ def run(
             )
         procs = resolve_procs(procs)
         loop = resolve_loop(loop)
+        deadlock = resolve_deadlock(deadlock)
+        if dump_signal is not None:
+            dump_signal = signal.Signals(dump_signal)
     except BaseException:
         if isinstance(main, Coroutine):
             main.close()
         raise
-    factory = functools.partial(Loop, procs, loop=loop)
+    factory = functools.partial(Loop, procs, loop=loop, deadlock=deadlock)
     with asyncio.Runner(debug=debug, loop_factory=factory) as runner:
-        return runner.run(main)
+        if dump_signal is None:
+            return runner.run(main)
+        home = runner.get_loop()
+        home.add_signal_handler(dump_signal, _print_dump)
+        try:
+            return runner.run(main)
+        finally:
+            home.remove_signal_handler(dump_signal)
+
+
+def _print_dump() -> None:
+    print(dump(), file=sys.stderr, flush=True)
 
 
 def _policy_base() -> type:

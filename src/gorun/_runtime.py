@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._config import resolve_loop, resolve_procs
 from ._stats import Stats, WorkerStats
-from ._worker import ParkingSelector, Worker, current_worker, set_current_worker
+from ._worker import Worker, current_worker, set_current_worker
 
 if TYPE_CHECKING:
     from ._goroutine import Goroutine
@@ -64,7 +64,9 @@ def make_worker_loop(kind: str) -> asyncio.AbstractEventLoop:
         import uvloop
 
         return uvloop.new_event_loop()
-    return asyncio.SelectorEventLoop(ParkingSelector())
+    from ._guard import new_worker_loop
+
+    return new_worker_loop()
 
 
 class Runtime:
@@ -80,6 +82,7 @@ class Runtime:
         loop: str | None = None,
         debug: bool | None = None,
         home: asyncio.AbstractEventLoop | None = None,
+        detect_deadlocks: bool = True,
     ) -> None:
         self.procs = resolve_procs(procs)
         self.kind = resolve_loop(loop)
@@ -97,6 +100,13 @@ class Runtime:
         self._exception_handler: Any = None
         self.workers = [Worker(self, i, self.kind) for i in range(self.procs)]
         self.sysmon = _Sysmon(self)
+        #: Deadlock detection (see _deadlock); only a runtime with a home loop has a
+        #: main goroutine to report a deadlock to.
+        self.detect_deadlocks = detect_deadlocks and home is not None
+        self.deadlock: str | None = None  # the dump, once a deadlock was declared
+        self._watch: tuple[int, ...] | None = None  # see _deadlock.watch
+        with _runtimes_lock:
+            _runtimes[id(self)] = self
         first = 0
         if home is not None:
             self.workers[0].kind = "asyncio"
@@ -117,8 +127,10 @@ class Runtime:
 
     @classmethod
     def next_id(cls) -> int:
-        with cls._ids_lock:
-            return next(cls._ids)
+        # No lock: itertools.count's __next__ is atomic, one C call under the GIL, and on
+        # free-threaded builds too (CPython gh-117657, from 3.13). go() takes its ids
+        # from the same counter (see _goroutine).
+        return next(cls._ids)
 
     # -- threads ------------------------------------------------------------------------------
 
@@ -224,12 +236,13 @@ class Runtime:
 
     def wake_idle(self) -> None:
         """Wake one parked worker to look for work, unless one is already looking."""
-        if self._nspinning or self._closing:
-            return
         workers = self.workers
-        start = random.randrange(len(workers))
-        for i in range(len(workers)):
-            w = workers[(start + i) % len(workers)]
+        n = len(workers)
+        if n == 1 or self._nspinning or self._closing:
+            return  # nobody else to wake, or somebody is looking already
+        start = int(random.random() * n)  # randrange(n) costs ten times as much
+        for i in range(n):
+            w = workers[(start + i) % n]
             if w.parked and not w.notified:
                 with self.lock:
                     if self._nspinning:
@@ -388,6 +401,9 @@ class Runtime:
         """
         with self.lock:
             self._closing = True
+        from ._dump import record_outliving
+
+        record_outliving(self)
         home_loop = asyncio.get_running_loop()
         waits: list[asyncio.Future[None]] = []
         for w in self.workers:
@@ -437,6 +453,8 @@ class Runtime:
                 return
             self._closing = True
             self._closed = True
+        with _runtimes_lock:
+            _runtimes.pop(id(self), None)
         me = current_worker()
         if me is not None and me.runtime is self and me.loop is not self.home:
             raise RuntimeError("a gorun runtime cannot be closed from one of its own workers")
@@ -540,6 +558,18 @@ def _shutdown_worker_tasks(
 def _resolve(fut: asyncio.Future[None]) -> None:
     if not fut.done():
         fut.set_result(None)
+
+
+# Every runtime not closed yet, for gorun.dump(); by id, so that a runtime is only in
+# here between its __init__ and its close().
+_runtimes: dict[int, Runtime] = {}
+_runtimes_lock = threading.Lock()
+
+
+def all_runtimes() -> list[Runtime]:
+    """The runtimes not closed yet, oldest first."""
+    with _runtimes_lock:
+        return list(_runtimes.values())
 
 
 def call_in_loop(loop: asyncio.AbstractEventLoop, fn: Any, *args: Any) -> bool:

@@ -18,11 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
+import weakref
 from typing import Any
 
 from ._runtime import call_in_loop
 
 _get_running_loop = asyncio._get_running_loop
+_monotonic = time.monotonic
 
 
 def running_loop() -> asyncio.AbstractEventLoop | None:
@@ -39,15 +42,37 @@ def check_blocking_allowed(what: str) -> None:
             f"{what} would block the event loop running on this thread; "
             "use the awaitable form instead"
         )
+    note_plain_thread()
+
+
+# Plain threads (no event loop) that have used a gorun primitive. While one of them is
+# alive it may use one again and wake a goroutine, so no deadlock is declared.
+_plain_threads: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
+_plain_lock = threading.Lock()
+
+
+def note_plain_thread() -> None:
+    """Record that the calling plain thread uses gorun primitives (see plain_threads)."""
+    thread = threading.current_thread()
+    if thread not in _plain_threads:
+        with _plain_lock:
+            _plain_threads.add(thread)
+
+
+def plain_threads() -> list[threading.Thread]:
+    """The live plain threads that have used a gorun primitive."""
+    with _plain_lock:
+        return [t for t in _plain_threads if t.is_alive()]
 
 
 class Parker:
     """What one blocked operation sleeps on, and who won it (see the module docstring)."""
 
-    __slots__ = ("event", "fut", "lock", "loop", "winner")
+    __slots__ = ("event", "fut", "lock", "loop", "since", "winner")
 
     def __init__(self, loop: asyncio.AbstractEventLoop | None, *, shared: bool = False) -> None:
         self.loop = loop
+        self.since = _monotonic()  # when it started waiting (shown by gorun.dump())
         self.fut: asyncio.Future[None] | None = loop.create_future() if loop else None
         self.event: threading.Event | None = None if loop else threading.Event()
         # A parker queued on one primitive is only ever claimed under that primitive's
@@ -139,12 +164,13 @@ class Solo:
     is only ever claimed under the lock of the one primitive that queued it.
     """
 
-    __slots__ = ("closed", "event", "fut", "loop", "value", "winner")
+    __slots__ = ("closed", "event", "fut", "loop", "since", "value", "winner")
 
     case = 0
 
     def __init__(self, loop: asyncio.AbstractEventLoop | None, value: Any = None) -> None:
         self.loop = loop
+        self.since = _monotonic()  # as for Parker
         if loop is not None:
             self.fut: asyncio.Future[None] | None = loop.create_future()
         else:
@@ -192,6 +218,7 @@ def new_solo(loop: asyncio.AbstractEventLoop, value: Any) -> Solo:
     op.winner = None
     op.value = value
     op.closed = False
+    op.since = _monotonic()
     return op
 
 

@@ -153,6 +153,7 @@ class Worker:
         self._batch = 1
         # Workers this one woke that may still be waiting for the GIL (see _settle).
         self._woken: list[tuple[Worker, int, int]] = []
+        self._quiet = False  # see select_idle and _deadlock.watch
         # Workers this one must wake at its next select (see post()).
         self._deferred: list[Worker] = []
         self._deferred_since = 0.0
@@ -323,16 +324,22 @@ class Worker:
         if self._woken:
             self._woken.clear()  # about to park, which releases the GIL anyway
         timeout = self._before_park(timeout)
+        if timeout is None and self.runtime.detect_deadlocks and self.parked:
+            timeout = _deadlock_watch(self)
         if self.has_queued():
             self.schedule_tick()
             timeout = 0
         self.selects += 1
+        events: list[tuple[selectors.SelectorKey, int]] = []
         try:
-            return _base_select(selector, timeout)
+            events = _base_select(selector, timeout)
+            return events
         finally:
             # Busy from now on: the time spent waiting for the GIL to come back after
             # the select does not count (see _share_gil).
             self._busy_since = _perf_counter()
+            # Nothing happened here during that select (for the deadlock watch).
+            self._quiet = not events and not self.inbox
             if self.parked:
                 with self.lock:
                     self.parked = False
@@ -471,6 +478,12 @@ class Worker:
                     "exception": exc,
                 }
             )
+
+
+def _deadlock_watch(worker: Worker) -> float | None:
+    from ._deadlock import watch
+
+    return watch(worker)
 
 
 def _noop() -> None:

@@ -34,6 +34,7 @@ import pytest
 
 from ._config import LOOP_KINDS, resolve_loop, resolve_procs
 from ._loop import new_event_loop
+from .testing import DEFAULT_GRACE as DEFAULT_LEAK_GRACE
 
 #: Name under which ``--gorun`` registers :class:`GorunLoops` with pytest's plugin manager.
 LOOPS_PLUGIN_NAME = "gorun-loops"
@@ -45,6 +46,7 @@ FACTORY_NAME = "gorun"
 PYTEST_ASYNCIO_MIN = "1.4"
 
 LoopFactory = Callable[[], asyncio.AbstractEventLoop]
+
 
 
 def _positive_int(value: str) -> int:
@@ -84,6 +86,31 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="with --gorun: worker loop kind, asyncio or uvloop (default: $GORUN_LOOP, "
         "else asyncio)",
     )
+    group.addoption(
+        "--gorun-no-leaks",
+        action="store_true",
+        default=False,
+        dest="gorun_no_leaks",
+        help="fail every test that leaves goroutines running (the gorun_no_leaks fixture)",
+    )
+    group.addoption(
+        "--gorun-leak-grace",
+        type=_grace,
+        default=None,
+        dest="gorun_leak_grace",
+        metavar="SECONDS",
+        help=f"how long goroutines get to finish after a test (default {DEFAULT_LEAK_GRACE})",
+    )
+
+
+def _grace(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds >= 0, got {value!r}")
+    return seconds
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -198,3 +225,30 @@ class PytestAsyncioLoops:
 
 # Fixtures provided by the plugin go below. Fixtures are used only by tests that name
 # them, so they are defined whether or not --gorun is given.
+
+
+@pytest.fixture
+def gorun_no_leaks(request: pytest.FixtureRequest) -> Generator[None, None, None]:
+    """Fail the test if goroutines it started outlive it (see ``gorun.testing.no_leaks``).
+
+    Goroutines still running when the test ends get a grace period (``--gorun-leak-grace``,
+    default 0.5 s) to finish; any left then, or cancelled because their loop shut down
+    while they ran, fail the test with their dump.
+    """
+    from .testing import no_leaks
+
+    grace: float | None = request.config.getoption("gorun_leak_grace")
+    with no_leaks(grace if grace is not None else DEFAULT_LEAK_GRACE):
+        yield
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """With ``--gorun-no-leaks``, every test uses the ``gorun_no_leaks`` fixture."""
+    if not config.getoption("gorun_no_leaks"):
+        return
+    for item in items:
+        fixturenames = getattr(item, "fixturenames", None)
+        if fixturenames is not None and "gorun_no_leaks" not in fixturenames:
+            # First, so that it is set up before the test's event loop and torn down
+            # after it: goroutines the loop cancelled at its end are then seen.
+            fixturenames.insert(0, "gorun_no_leaks")

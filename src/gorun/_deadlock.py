@@ -1,0 +1,158 @@
+"""Deadlock detection: "all goroutines are asleep", as Go reports it.
+
+A runtime is deadlocked when nothing can ever wake any of its goroutines again. gorun
+declares it only when all of this holds at once, and still holds a short grace later:
+
+* every worker is parked: no callback ready, nothing in its queues or inbox, no wake-up
+  held back; no timer pending (``asyncio.sleep``, ``call_later``, timeouts) and no file
+  descriptor registered but the loop's own wake-up pipe (no server, socket, pipe or
+  subprocess that could deliver an event);
+* every task on the runtime's loops, the main one included, is blocked on a gorun
+  primitive (a channel, ``select`` without default, WaitGroup, Mutex, RWMutex, Once,
+  Group) or on other such tasks or goroutines. A task awaiting anything else (a future
+  an executor thread or a callback will resolve, a stream) may be woken from outside;
+* no other thread is alive but gorun's own (workers, monitor) and asyncio's executor
+  threads: any other thread (one that has used a channel, or one that will) may still
+  wake a goroutine. A task awaiting executor work is not blocked on gorun (above), so
+  executor threads count only as long as nothing waits for them.
+
+The check runs on the last worker to park: instead of blocking with no timeout, it
+blocks for ``GRACE`` and, if that select returns with nothing and no other worker has
+selected since (their ``selects`` counters are unchanged), it reads every task's state
+(see ``_dump``). A deadlock cancels the main task (the one ``run_until_complete`` runs
+on the home loop) with a marker; :class:`gorun.Loop` turns that cancellation into
+:class:`gorun.Deadlock`, whose message holds the dump. Threads and loops outside the
+runtime that reach a channel only through ``call_soon_threadsafe`` are not seen: turn
+the check off for such programs (``gorun.run(..., deadlock=False)`` or
+``GORUN_DEADLOCK=0``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from ._dump import describe, runtime_entries
+from ._waiter import plain_threads
+
+if TYPE_CHECKING:
+    from ._runtime import Runtime
+    from ._worker import Worker
+
+#: Name prefixes of threads that cannot wake a goroutine on their own: gorun's, and
+#: asyncio's executor threads (their work is awaited by a task, which then does not
+#: count as blocked on gorun).
+_INERT_THREADS = ("gorun-", "asyncio_", "ThreadPoolExecutor-")
+
+#: How long every worker must stay parked before the tasks are looked at.
+GRACE = 0.02
+
+
+class Deadlock(RuntimeError):
+    """Every goroutine of a runtime is blocked, and nothing can wake any of them.
+
+    Raised by ``gorun.run()`` (and ``asyncio.run`` or ``Runner.run`` on a gorun loop) in
+    place of the main coroutine's result: its goroutines were all blocked on channels,
+    ``select``, WaitGroup, Mutex or Once, with no timer, I/O or thread left that could
+    wake one. The message holds :func:`gorun.dump` as it was at that moment.
+    """
+
+
+#: The message the main task is cancelled with when a deadlock is declared.
+DEADLOCK_MARKER = "gorun: all goroutines are asleep - deadlock!"
+
+
+def watch(worker: Worker) -> float | None:
+    """The select timeout for *worker*, about to park with no timeout (its own thread).
+
+    None: park for as long as it takes. GRACE: this worker is the last one to park;
+    look again when that select returns empty. 0: a deadlock was just declared.
+    """
+    rt = worker.runtime
+    others = tuple(w.selects for w in rt.workers if w is not worker)
+    previous = rt._watch
+    rt._watch = None
+    if not all_parked(rt, worker) or not loops_quiet(rt):
+        return None
+    if previous == (worker.index, *others) and worker._quiet:
+        text = check(rt)
+        if text is None:
+            return None
+        declare(rt, text)
+        return 0.0  # the cancellation may be queued on this very loop
+    rt._watch = (worker.index, *others)
+    return GRACE
+
+
+def all_parked(rt: Runtime, me: Worker) -> bool:
+    """True if every worker but *me* is parked and nothing is queued anywhere."""
+    for w in rt.workers:
+        if not w.parks_in_selector:
+            return False  # uvloop workers: parking cannot be seen
+        if w.inbox or w.runq or w.runnext is not None or w._deferred:
+            return False
+        if w is not me and (not w.parked or w.notified):
+            return False
+    return True
+
+
+def loops_quiet(rt: Runtime) -> bool:
+    """True if no loop of *rt* has a callback ready, a timer pending or an fd to watch."""
+    for w in rt.workers:
+        loop: Any = w.loop
+        if loop is None or loop.is_closed() or loop._ready:
+            return False
+        if any(not h.cancelled() for h in list(loop._scheduled)):
+            return False
+        if len(loop._selector.get_map()) > 1:  # more than the loop's own wake-up pipe
+            return False
+    return True
+
+
+def check(rt: Runtime) -> str | None:
+    """The dump if *rt* is deadlocked (see the module docstring), else None."""
+    home: Any = rt.home
+    main = getattr(home, "_gorun_main", None)
+    if main is None or main.done() or other_threads(home):
+        return None
+    home_id = getattr(home, "_thread_id", None)
+    if any(t.ident != home_id for t in plain_threads()):  # the home thread runs the loop now
+        return None
+    tasks: list[asyncio.Task[Any]] = []
+    for w in rt.workers:
+        for _ in range(10):
+            try:
+                tasks.extend(asyncio.all_tasks(w.loop))
+                break
+            except RuntimeError:  # the task set changed under us: someone is running
+                return None
+    if main not in tasks:
+        return None
+    for task in tasks:
+        if not describe(task).on_gorun:
+            return None
+    return "\n".join(runtime_entries(rt, time.monotonic()))
+
+
+def other_threads(home: Any) -> list[threading.Thread]:
+    """Live threads that might wake a goroutine: any but the home loop's and inert ones."""
+    home_id = getattr(home, "_thread_id", None)
+    return [
+        t
+        for t in threading.enumerate()
+        if t.ident != home_id and not t.name.startswith(_INERT_THREADS) and t.is_alive()
+    ]
+
+
+def declare(rt: Runtime, text: str) -> None:
+    """Record the deadlock and cancel the main task with the marker."""
+    rt.deadlock = text
+    rt.workers[0].post(_cancel_main, rt)
+
+
+def _cancel_main(rt: Runtime) -> None:
+    main = getattr(rt.home, "_gorun_main", None)
+    if main is not None and not main.done():
+        main.cancel(DEADLOCK_MARKER)

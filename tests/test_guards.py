@@ -549,6 +549,9 @@ def test_debug_mode_names_the_owner_the_goroutine_and_the_fix() -> None:
             await go_on.recv()
             fut.set_result(1)  # a future of worker 0 that main awaits, set from worker 1
 
+        # A callback, so that set_result() from the wrong thread schedules one (on a
+        # free-threaded build the intruder may run before main awaits the future).
+        fut.add_done_callback(lambda _f: None)
         g = gorun.go(intruder(), name="intruder")
         assert started.wait(TIMEOUT)
         await go_on.send(None)
@@ -577,3 +580,41 @@ def test_awaiting_another_workers_future_explains_the_error() -> None:
     notes = " ".join(getattr(exc, "__notes__", []))
     assert "gorun worker 1" in notes
     assert "local=True" in notes
+
+
+def _produce_later(ch: gorun.Chan[int]) -> None:
+    threading.Event().wait(0.2)
+    ch.send_blocking(1, timeout=TIMEOUT)
+
+
+def test_no_deadlock_while_a_thread_pool_or_unawaited_executor_work_runs() -> None:
+    import concurrent.futures
+
+    async def pool() -> int:
+        ch: gorun.Chan[int] = gorun.Chan()
+        with concurrent.futures.ThreadPoolExecutor() as ex:
+            ex.submit(_produce_later, ch)
+            return await ch.recv()
+
+    async def executor() -> int:
+        ch: gorun.Chan[int] = gorun.Chan()
+        asyncio.get_running_loop().run_in_executor(None, _produce_later, ch)
+        return await ch.recv()
+
+    assert gorun.run(pool(), procs=2) == 1
+    assert gorun.run(executor(), procs=2) == 1
+
+
+def test_no_deadlock_while_another_runtime_has_goroutines() -> None:
+    async def later(ch: gorun.Chan[int]) -> None:
+        await asyncio.sleep(0.2)
+        await ch.send(4)
+
+    async def main() -> int:
+        ch: gorun.Chan[int] = gorun.Chan()
+        t = threading.Thread(target=lambda: gorun.go(later(ch)))  # the default runtime
+        t.start()
+        t.join()
+        return await ch.recv()
+
+    assert gorun.run(main(), procs=2) == 4

@@ -11,10 +11,10 @@ declares it only when all of this holds at once, and still holds a short grace l
   primitive (a channel, ``select`` without default, WaitGroup, Mutex, RWMutex, Once,
   Group) or on other such tasks or goroutines. A task awaiting anything else (a future
   an executor thread or a callback will resolve, a stream) may be woken from outside;
-* no other thread is alive but gorun's own (workers, monitor) and asyncio's executor
-  threads: any other thread (one that has used a channel, or one that will) may still
-  wake a goroutine. A task awaiting executor work is not blocked on gorun (above), so
-  executor threads count only as long as nothing waits for them.
+* no other thread is alive but the runtime's own (workers, monitor) and the threads of
+  its loops' default executors while those are idle: any other thread (one that has
+  used a channel, or one that will) may still wake a goroutine; no other runtime has
+  goroutines; no signal handler is installed on its loops (but gorun's dump_signal).
 
 The check runs on the last worker to park: instead of blocking with no timeout, it
 blocks for ``GRACE`` and, if that select returns with nothing and no other worker has
@@ -34,17 +34,12 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from ._dump import describe, runtime_entries
+from ._dump import describe, print_dump, runtime_entries
 from ._waiter import plain_threads
 
 if TYPE_CHECKING:
     from ._runtime import Runtime
     from ._worker import Worker
-
-#: Name prefixes of threads that cannot wake a goroutine on their own: gorun's, and
-#: asyncio's executor threads (their work is awaited by a task, which then does not
-#: count as blocked on gorun).
-_INERT_THREADS = ("gorun-", "asyncio_", "ThreadPoolExecutor-")
 
 #: How long every worker must stay parked before the tasks are looked at.
 GRACE = 0.02
@@ -108,6 +103,9 @@ def loops_quiet(rt: Runtime) -> bool:
             return False
         if len(loop._selector.get_map()) > 1:  # more than the loop's own wake-up pipe
             return False
+        handlers = getattr(loop, "_signal_handlers", None) or {}
+        if any(getattr(h, "_callback", None) is not print_dump for h in handlers.values()):
+            return False  # a signal may come and run a handler that wakes a goroutine
     return True
 
 
@@ -115,7 +113,7 @@ def check(rt: Runtime) -> str | None:
     """The dump if *rt* is deadlocked (see the module docstring), else None."""
     home: Any = rt.home
     main = getattr(home, "_gorun_main", None)
-    if main is None or main.done() or other_threads(home):
+    if main is None or main.done() or other_threads(rt) or other_runtimes_busy(rt):
         return None
     home_id = getattr(home, "_thread_id", None)
     if any(t.ident != home_id for t in plain_threads()):  # the home thread runs the loop now
@@ -136,14 +134,33 @@ def check(rt: Runtime) -> str | None:
     return "\n".join(runtime_entries(rt, time.monotonic()))
 
 
-def other_threads(home: Any) -> list[threading.Thread]:
-    """Live threads that might wake a goroutine: any but the home loop's and inert ones."""
-    home_id = getattr(home, "_thread_id", None)
-    return [
-        t
-        for t in threading.enumerate()
-        if t.ident != home_id and not t.name.startswith(_INERT_THREADS) and t.is_alive()
-    ]
+def other_threads(rt: Runtime) -> list[threading.Thread]:
+    """Live threads that might wake a goroutine of *rt*.
+
+    All but the home loop's, *rt*'s own workers and monitor, and the threads of a
+    default executor of *rt*'s loops while that executor is idle (no work queued or
+    running: work a task awaits would make that task not blocked on gorun anyway).
+    """
+    inert: set[int | None] = {getattr(rt.home, "_thread_id", None)}
+    for w in rt.workers:
+        inert.add(w.thread_id)
+        ex = getattr(w.loop, "_default_executor", None)
+        threads = getattr(ex, "_threads", None)
+        idle = getattr(getattr(ex, "_idle_semaphore", None), "_value", None)
+        queue = getattr(ex, "_work_queue", None)
+        if threads is not None and idle == len(threads) and queue is not None and queue.empty():
+            inert.update(t.ident for t in list(threads))
+    monitor = rt.sysmon._thread
+    if monitor is not None:
+        inert.add(monitor.ident)
+    return [t for t in threading.enumerate() if t.ident not in inert and t.is_alive()]
+
+
+def other_runtimes_busy(rt: Runtime) -> bool:
+    """True if another runtime has goroutines: they may use *rt*'s channels."""
+    from ._runtime import all_runtimes
+
+    return any(other is not rt and other.num_goroutine() for other in all_runtimes())
 
 
 def declare(rt: Runtime, text: str) -> None:

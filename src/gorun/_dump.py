@@ -255,6 +255,13 @@ def dump() -> str:
     return "\n".join(lines)
 
 
+def print_dump() -> None:
+    """Print :func:`dump` to stderr (the handler of ``gorun.run(dump_signal=...)``)."""
+    import sys
+
+    print(dump(), file=sys.stderr, flush=True)
+
+
 # -- goroutines left running when main returned, for gorun.testing.no_leaks() -------------
 
 _leak_lock = threading.Lock()

@@ -6,11 +6,19 @@ worker loops. Its life:
     PENDING  --(a worker claims it and creates its Task)-->  RUNNING  --(Task done)-->  DONE
     PENDING  --(cancel() before any worker claimed it)------------------------------>  DONE
 
-Every transition happens under ``self._lock``, so a cancel racing a start is decided
-once: either the worker claimed it first (the cancel is delivered to the Task on its
-loop) or the cancel did (the coroutine is closed, never run, and the worker skips it).
-Once DONE, the outcome (result, exception or cancellation) never changes, and the
-waiters collected so far are notified exactly once, each on its own loop.
+Every transition happens under the goroutine's lock, so a cancel racing a start is
+decided once: whoever takes the coroutine out of the handle under that lock owns it.
+Either the worker claimed it first (the cancel is delivered to the Task on its loop) or
+the cancel did (the coroutine is closed, never run, and the worker skips it). Once DONE,
+the outcome (result, exception or cancellation) never changes, and the waiters collected
+so far are notified exactly once, each on its own loop.
+
+The lock is not the goroutine's own: goroutine N uses ``_LOCKS[N % len(_LOCKS)]``. A lock
+per goroutine would cost about 90 bytes each (a tenth of a parked goroutine), for
+critical sections a few attribute assignments long that seldom meet. Sharing is safe
+because no critical section acquires anything else, calls out, or allocates an object
+the cyclic garbage collector tracks (which could run a finalizer that touches another
+goroutine of the same stripe): two goroutines on one stripe only take turns.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ import collections.abc
 import contextvars
 import functools
 import threading
+import types
 from asyncio.log import logger
 from collections.abc import Callable, Coroutine, Generator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -37,6 +46,19 @@ _PENDING = "pending"
 _RUNNING = "running"
 _DONE = "done"
 
+#: The state-machine locks, shared by stripes of goroutine ids (see the module docstring).
+_LOCKS = tuple(threading.Lock() for _ in range(256))
+_LOCK_MASK = len(_LOCKS) - 1
+
+# Goroutine ids: itertools.count's __next__ is atomic, one C call under the GIL, and on
+# free-threaded builds too (CPython gh-117657, from 3.13), so no lock is needed.
+_next_id = Runtime._ids.__next__
+_get_running_loop = asyncio._get_running_loop
+_copy_context = contextvars.copy_context
+_get_runtime_var = current_runtime_var.get
+_CoroutineType = types.CoroutineType
+_CancelledError = asyncio.CancelledError
+
 
 class Goroutine(Generic[T]):
     """A handle on a goroutine started by :func:`go`.
@@ -49,18 +71,13 @@ class Goroutine(Generic[T]):
     __slots__ = (
         "__weakref__",
         "_callbacks",
-        "_cancel_msg",
         "_context",
-        "_coro",
-        "_event",
         "_exception",
-        "_lock",
         "_log_exception",
         "_queued_at",
-        "_result",
-        "_runtime",
         "_state",
         "_task",
+        "_value",
         "_worker",
         "id",
         "name",
@@ -69,28 +86,26 @@ class Goroutine(Generic[T]):
     def __init__(
         self,
         coro: Coroutine[Any, Any, T],
-        *,
         name: str | None,
-        runtime: Runtime,
         context: contextvars.Context,
     ) -> None:
-        self.id: int = Runtime.next_id()
+        self.id: int = _next_id()
         #: The goroutine's name: the ``name`` given to :func:`go`, or ``"goroutine-<id>"``.
         self.name: str = name if name is not None else f"goroutine-{self.id}"
-        self._coro: Coroutine[Any, Any, T] | None = coro
+        # The coroutine until a worker (or a cancel) claims it (see the module docstring),
+        # then None, then the result once DONE: one slot for both, 16 bytes less (the
+        # object, at 128 bytes, is a tenth of a parked goroutine).
+        self._value: Any = coro
+        # Its runtime rides in the context (go() put it there): see _runtime_of().
         self._context = context
-        self._runtime = runtime
-        self._lock = threading.Lock()
         self._state = _PENDING
         self._task: asyncio.Task[T] | None = None
         self._worker: Worker | None = None
-        self._result: T | None = None
         self._exception: BaseException | None = None
         self._log_exception = False
-        self._callbacks: list[Callable[[], object]] = []
-        self._event: threading.Event | None = None
+        # Waiters to notify once done; None until the first one comes (most never do).
+        self._callbacks: list[Callable[[], object]] | None = None
         self._queued_at = 0.0
-        self._cancel_msg: Any = None
 
     def __repr__(self) -> str:
         where = f" on worker {self._worker.index}" if self._worker is not None else ""
@@ -123,11 +138,11 @@ class Goroutine(Generic[T]):
 
     def done(self) -> bool:
         """True once the goroutine has returned, raised or been cancelled."""
-        return self._state == _DONE
+        return self._state is _DONE
 
     def cancelled(self) -> bool:
         """True if the goroutine ended by cancellation."""
-        return self._state == _DONE and isinstance(self._exception, asyncio.CancelledError)
+        return self._state is _DONE and isinstance(self._exception, asyncio.CancelledError)
 
     def result(self) -> T:
         """The goroutine's return value; raises its exception if it raised one.
@@ -136,12 +151,12 @@ class Goroutine(Generic[T]):
             asyncio.InvalidStateError: it is not done yet.
             asyncio.CancelledError: it was cancelled.
         """
-        if self._state != _DONE:
+        if self._state is not _DONE:
             raise asyncio.InvalidStateError(f"{self!r} is not done yet")
         self._log_exception = False
         if self._exception is not None:
             raise self._exception
-        return self._result  # type: ignore[return-value]
+        return self._value  # type: ignore[no-any-return]
 
     def exception(self) -> BaseException | None:
         """The exception the goroutine raised, or None if it returned.
@@ -150,7 +165,7 @@ class Goroutine(Generic[T]):
             asyncio.InvalidStateError: it is not done yet.
             asyncio.CancelledError: it was cancelled.
         """
-        if self._state != _DONE:
+        if self._state is not _DONE:
             raise asyncio.InvalidStateError(f"{self!r} is not done yet")
         self._log_exception = False
         if isinstance(self._exception, asyncio.CancelledError):
@@ -161,7 +176,7 @@ class Goroutine(Generic[T]):
         self._log_exception = False
         if self._exception is not None:
             raise self._exception
-        return self._result  # type: ignore[return-value]
+        return self._value  # type: ignore[no-any-return]
 
     # -- cancellation ---------------------------------------------------------------------
 
@@ -175,111 +190,151 @@ class Goroutine(Generic[T]):
         Returns:
             False if it was already done, else True.
         """
-        with self._lock:
+        if self._state is _PENDING and self._cancel_queued(msg):
+            return True
+        with _LOCKS[self.id & _LOCK_MASK]:
             state = self._state
-            if state == _DONE:
-                return False
-            if state == _RUNNING:
-                worker = self._worker
-        if state == _PENDING:
-            if self._cancel_queued(msg):
-                return True
-            return self.cancel(msg)  # a worker claimed it meanwhile: cancel the Task
-        assert worker is not None
+            worker = self._worker
+        if state is _DONE:
+            return False
+        if worker is None:
+            return True  # PENDING, its coroutine claimed: another cancel is finishing it
         if current_worker() is worker and self._task is not None:
             return self._task.cancel(msg)
         return worker.post(self._cancel_task, msg) or not self.done()
+
+    def _runtime_of(self) -> Runtime:
+        # The runtime a goroutine was spawned into: go() set it in the goroutine's
+        # context, which no code has run in before the goroutine starts.
+        runtime = self._context.get(current_runtime_var)
+        assert runtime is not None
+        return runtime
 
     def _cancel_task(self, msg: Any) -> None:
         if self._task is not None:
             self._task.cancel(msg)
 
     def _cancel_queued(self, msg: Any) -> bool:
-        # Cancel a goroutine no worker has started; False if one claimed it first.
-        with self._lock:
-            if self._state != _PENDING:
+        # Cancel a goroutine no worker has started; False if it was claimed before us.
+        # The error is made before taking the lock: nothing is allocated inside it.
+        exc = _CancelledError(msg) if msg is not None else _CancelledError()
+        with _LOCKS[self.id & _LOCK_MASK]:
+            coro: Coroutine[Any, Any, T] | None = self._value
+            if self._state is not _PENDING or coro is None:
                 return False
-            coro = self._coro
-            self._coro = None
-        if coro is not None:
-            coro.close()
-        self._runtime.goroutine_exited(self)
-        self._complete(None, asyncio.CancelledError(msg) if msg is not None
-                       else asyncio.CancelledError())
+            self._value = None
+        coro.close()
+        self._runtime_of().goroutine_exited(self)
+        self._complete(None, exc)
         return True
 
     # -- start and finish (on the worker's thread) ---------------------------------------
 
     def _start(self, worker: Worker) -> bool:
-        with self._lock:
-            if self._state != _PENDING:
+        # acquire() and release() here and in _complete(), which run per goroutine, not
+        # `with`: that costs twice as much on CPython 3.11 (about 2,000 instructions).
+        lock = _LOCKS[self.id & _LOCK_MASK]
+        lock.acquire()
+        try:
+            coro: Coroutine[Any, Any, T] | None = self._value
+            if self._state is not _PENDING or coro is None:
                 return False  # cancelled while queued
             self._state = _RUNNING
             self._worker = worker
-            coro = self._coro
-            self._coro = None
-        assert coro is not None
+            self._value = None
+        finally:
+            lock.release()
+        self._queued_at = 0.0  # no longer queued (and its float need not live on)
+        context = self._context
+        loop = worker.loop
         try:
-            task = worker.loop.create_task(coro, name=self.name, context=self._context)
+            direct = _DIRECT.get(type(loop))
+            if direct is None:
+                direct = _creates_plain_tasks(type(loop))
+            if direct and loop._task_factory is None:  # type: ignore[attr-defined]
+                task = asyncio.Task(coro, loop=loop, name=self.name, context=context)
+            else:
+                task = loop.create_task(coro, name=self.name, context=context)
         except BaseException as exc:
             coro.close()
-            self._runtime.goroutine_exited(self)
+            worker.runtime.goroutine_exited(self)
             self._complete(None, exc)
             return False
         self._task = task
         worker.live[self.id] = self
         worker.started += 1
-        task.add_done_callback(self._on_task_done)
+        # The handle itself is the Task's done callback (see __call__): no bound method
+        # per goroutine. It runs in the goroutine's own context, which nothing else
+        # enters once the Task is done, rather than in a copy of the current one.
+        task.add_done_callback(self, context=context)
         return True
 
     def _on_task_done(self, task: asyncio.Task[T]) -> None:
         # Runs on the Task's loop, from its done callback or from a same-loop awaiter
         # that got there first: whichever comes first records the outcome.
-        if self._state == _DONE:
+        if self._state is _DONE:
             return
         worker = self._worker
-        if worker is not None:
-            worker.live.pop(self.id, None)
-        self._runtime.goroutine_exited(self)
-        if task.cancelled():
-            try:
-                task.result()
-            except asyncio.CancelledError as cancelled:
-                self._complete(None, cancelled)
+        assert worker is not None  # set by _start before the Task existed
+        worker.live.pop(self.id, None)
+        worker.runtime.goroutine_exited(self)
+        try:
+            error = task.exception()  # also tells the Task that its exception was retrieved
+        except _CancelledError as cancelled:
+            self._complete(None, cancelled)
             return
-        error = task.exception()  # also tells the Task that its exception was retrieved
         if error is None:
             self._complete(task.result(), None)
         else:
             # asyncio's "attached to a different loop" errors get gorun's explanation.
-            explain(error, worker.index if worker is not None else None)
+            explain(error, worker.index)
             self._complete(None, error)
 
+    #: The Task's done callback (internal; see _start).
+    __call__ = _on_task_done
+
     def _complete(self, result: T | None, exc: BaseException | None) -> None:
-        with self._lock:
-            self._result = result
+        log = exc is not None and not isinstance(exc, _CancelledError)
+        lock = _LOCKS[self.id & _LOCK_MASK]
+        lock.acquire()  # not `with`: see _start()
+        try:
+            self._value = result
             self._exception = exc
-            self._log_exception = exc is not None and not isinstance(
-                exc, asyncio.CancelledError
-            )
+            self._log_exception = log
             self._state = _DONE
             callbacks = self._callbacks
-            self._callbacks = []
-            event = self._event
-        if event is not None:
-            event.set()
-        for notify in callbacks:
-            notify()
+            self._callbacks = None
+        finally:
+            lock.release()
+        if callbacks is not None:
+            for notify in callbacks:
+                notify()
 
     # -- waiting --------------------------------------------------------------------------
 
     def _on_done(self, notify: Callable[[], object]) -> bool:
         # Register *notify* to run (on the finishing thread) once done; False if done now.
-        with self._lock:
-            if self._state == _DONE:
+        new = [notify]  # made before taking the lock: nothing is allocated inside it
+        lock = _LOCKS[self.id & _LOCK_MASK]
+        lock.acquire()  # not `with`: see _start()
+        try:
+            if self._state is _DONE:
                 return False
-            self._callbacks.append(notify)
+            callbacks = self._callbacks
+            if callbacks is None:
+                self._callbacks = new
+            else:
+                callbacks.append(notify)
             return True
+        finally:
+            lock.release()
+
+    def _forget(self, notify: Callable[[], object]) -> None:
+        # Unregister *notify* (a waiter that gave up), if it has not been run.
+        with _LOCKS[self.id & _LOCK_MASK]:
+            callbacks = self._callbacks
+            if callbacks is not None and notify in callbacks:
+                callbacks.remove(notify)
 
     def add_done_callback(
         self, fn: Callable[[Goroutine[T]], object], *, context: contextvars.Context | None = None
@@ -291,10 +346,7 @@ class Goroutine(Generic[T]):
         the goroutine (or at once, on this thread, if it is already done).
         """
         ctx = context if context is not None else contextvars.copy_context()
-        try:
-            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:
-            loop = None
+        loop = _get_running_loop()
 
         def run() -> None:
             ctx.run(fn, self)
@@ -320,23 +372,23 @@ class Goroutine(Generic[T]):
             RuntimeError: called on a thread that is running an event loop, which this
                 would freeze; ``await`` the goroutine there instead.
         """
-        if _running_loop() is not None:
+        if _get_running_loop() is not None:
             raise RuntimeError(
                 "Goroutine.wait() would block the event loop running on this thread; "
                 "use 'await goroutine' instead"
             )
-        if self._state != _DONE:
-            with self._lock:
-                if self._state != _DONE and self._event is None:
-                    self._event = threading.Event()
-                event = self._event
-            if event is not None and not event.wait(timeout):
+        if self._state is not _DONE:
+            event = threading.Event()
+            if self._on_done(event.set) and not event.wait(timeout):
+                self._forget(event.set)
                 raise TimeoutError(f"{self!r} did not finish within {timeout} seconds")
         return self._outcome()
 
     def __await__(self) -> Generator[Any, None, T]:
-        task = self._task
-        if task is not None and task.get_loop() is _running_loop():
+        if self._state is not _DONE:  # else, from any loop: nothing to wait for
+            task = self._task
+            if task is None or task.get_loop() is not _get_running_loop():
+                return (yield from self._await_remote().__await__())
             # Same loop: await the Task itself, the cheapest hand-off asyncio has.
             try:
                 yield from task.__await__()
@@ -346,15 +398,18 @@ class Goroutine(Generic[T]):
             # Record the outcome now if the Task's done callback has not run yet, and
             # raise our stored exception: a cancelled Task makes a new CancelledError
             # (without its message) each time it is asked.
-            self._on_task_done(task)
-            return self._outcome()
-        return (yield from self._await_remote().__await__())
+            if self._state is not _DONE:
+                self._on_task_done(task)
+        self._log_exception = False  # self._outcome(), inlined: this runs per await
+        if self._exception is not None:
+            raise self._exception
+        return self._value  # type: ignore[no-any-return]
 
     async def _await_remote(self) -> T:
         loop = asyncio.get_running_loop()
         while True:
             fut = loop.create_future()
-            if not self._on_done(functools.partial(call_in_loop, loop, _wake, fut)):
+            if not self._on_done(functools.partial(_wake_in, loop, fut)):
                 break
             try:
                 await fut
@@ -369,16 +424,41 @@ class Goroutine(Generic[T]):
         return self._outcome()
 
 
+#: Loop class -> whether its create_task() makes a plain asyncio.Task when no task factory
+#: is set, and nothing else a goroutine needs (see _creates_plain_tasks).
+_DIRECT: dict[type[asyncio.AbstractEventLoop], bool] = {}
+
+
+def _creates_plain_tasks(cls: type[asyncio.AbstractEventLoop]) -> bool:
+    # Goroutines start their Tasks with asyncio.Task() when the loop would do just that:
+    # it saves two Python calls per goroutine. asyncio's create_task() only checks that
+    # the loop is open (it runs: this is its tick) and applies the task factory (checked
+    # at each start: it may be set at any time); gorun.Loop's override adds the runtime
+    # to the Task's context, which a goroutine's context carries already (see go()).
+    # Any other override, or a loop that is not asyncio's, gets its own create_task().
+    from ._loop import Loop
+
+    method = getattr(cls, "create_task", None)
+    direct = issubclass(cls, asyncio.BaseEventLoop) and (
+        method is asyncio.BaseEventLoop.create_task or method is Loop.create_task
+    )
+    _DIRECT[cls] = direct
+    return direct
+
+
+def _wake_in(loop: asyncio.AbstractEventLoop, fut: asyncio.Future[None]) -> None:
+    # Wake a remote awaiter: at once if the goroutine finished on the awaiter's own loop
+    # (it started there after all, or the awaiter is the one who cancelled it), which
+    # saves a trip through the loop; else through that loop's thread.
+    if _get_running_loop() is loop:
+        _wake(fut)
+    else:
+        call_in_loop(loop, _wake, fut)
+
+
 def _wake(fut: asyncio.Future[None]) -> None:
     if not fut.done():
         fut.set_result(None)
-
-
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
 
 
 def _default_handler(context: dict[str, Any]) -> None:
@@ -412,7 +492,7 @@ def go(
         TypeError: *coro* is not a coroutine object, or *name* is not a str.
         RuntimeError: ``local=True`` outside a gorun loop, or the runtime is shutting down.
     """
-    if not isinstance(coro, collections.abc.Coroutine):
+    if type(coro) is not _CoroutineType and not isinstance(coro, collections.abc.Coroutine):
         hint = ""
         if callable(coro):
             hint = f"; did you mean go({getattr(coro, '__name__', 'fn')}(...))?"
@@ -421,21 +501,20 @@ def go(
         if name is not None and not isinstance(name, str):
             raise TypeError(f"go() name must be a str or None, got {type(name).__name__}")
         worker = current_worker()
-        if local:
-            if worker is None:
-                raise RuntimeError(
-                    "go(local=True) keeps a goroutine on the caller's gorun loop, but no "
-                    "gorun loop runs on this thread; use asyncio.create_task() on a "
-                    "foreign loop, or call go() without local=True"
-                )
+        if worker is not None:
             runtime = worker.runtime
-        elif worker is not None:
-            runtime = worker.runtime
+        elif local:
+            raise RuntimeError(
+                "go(local=True) keeps a goroutine on the caller's gorun loop, but no "
+                "gorun loop runs on this thread; use asyncio.create_task() on a "
+                "foreign loop, or call go() without local=True"
+            )
         else:
             runtime = current_runtime() or default_runtime()
-        context = contextvars.copy_context()
-        context.run(current_runtime_var.set, runtime)
-        g: Goroutine[T] = Goroutine(coro, name=name, runtime=runtime, context=context)
+        context = _copy_context()
+        if _get_runtime_var() is not runtime:  # as a rule it is: the caller's context
+            context.run(current_runtime_var.set, runtime)
+        g: Goroutine[T] = Goroutine(coro, name, context)
         if local:
             assert worker is not None
             runtime.start_local(g, worker)

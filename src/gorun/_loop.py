@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from ._config import resolve_deadlock, resolve_loop, resolve_procs
 from ._deadlock import DEADLOCK_MARKER, Deadlock
-from ._dump import dump, record_outliving
+from ._dump import print_dump, record_outliving
 from ._guard import GuardedLoop
 from ._runtime import Runtime, current_runtime_var
 from ._worker import ParkingSelector, set_current_worker
@@ -243,15 +243,12 @@ def run(
         if dump_signal is None:
             return runner.run(main)
         home = runner.get_loop()
-        home.add_signal_handler(dump_signal, _print_dump)
+        home.add_signal_handler(dump_signal, print_dump)
         try:
             return runner.run(main)
         finally:
             home.remove_signal_handler(dump_signal)
 
-
-def _print_dump() -> None:
-    print(dump(), file=sys.stderr, flush=True)
 
 
 def _policy_base() -> type:

@@ -188,12 +188,7 @@ class Runtime:
 
     def spawn(self, g: Goroutine[Any], caller: Worker | None) -> None:
         """Queue *g* to start: beside its spawner if *caller* is one of ours, else injected."""
-        with self.lock:
-            if self._closing:
-                raise RuntimeError(
-                    "cannot start a goroutine: its gorun runtime is shutting down"
-                )
-            self.goroutines[g.id] = g
+        self._register(g)
         if caller is not None and caller.runtime is self:
             caller.push_local(g)
             return
@@ -217,17 +212,31 @@ class Runtime:
 
     def start_local(self, g: Goroutine[Any], worker: Worker) -> None:
         """Start *g* now on *worker* (the caller's own loop): ``go(..., local=True)``."""
-        with self.lock:
-            if self._closing:
-                raise RuntimeError(
-                    "cannot start a goroutine: its gorun runtime is shutting down"
-                )
-            self.goroutines[g.id] = g
+        self._register(g)
         g._start(worker)
 
+    def _register(self, g: Goroutine[Any]) -> None:
+        # Per goroutine, like goroutine_exited(): acquire() and release() rather than a
+        # `with` block, which costs twice as much on CPython 3.11 (about 2,000
+        # instructions against 900: a twentieth of what asyncio spends on a whole Task).
+        lock = self.lock
+        lock.acquire()
+        try:
+            closing = self._closing
+            if not closing:
+                self.goroutines[g.id] = g
+        finally:
+            lock.release()
+        if closing:
+            raise RuntimeError("cannot start a goroutine: its gorun runtime is shutting down")
+
     def goroutine_exited(self, g: Goroutine[Any]) -> None:
-        with self.lock:
+        lock = self.lock
+        lock.acquire()
+        try:
             self.goroutines.pop(g.id, None)
+        finally:
+            lock.release()
 
     def live_goroutines(self) -> list[Goroutine[Any]]:
         """The goroutines not done yet, oldest first (a snapshot)."""
@@ -252,8 +261,11 @@ class Runtime:
                 if w.wake_to_steal():
                     return
                 with self.lock:
-                    self._nspinning -= 1
-                    w.spinning = False
+                    # Not woken by us: it woke up on its own meanwhile, and may already
+                    # have handed the token back in steal_into (do not count it twice).
+                    if w.spinning:
+                        w.spinning = False
+                        self._nspinning -= 1
 
     def steal_into(self, thief: Worker) -> float | None:
         """Move goroutines from another worker's queue to *thief*'s.
@@ -272,9 +284,14 @@ class Runtime:
         n = len(workers)
         if n == 1:
             return None
+        for victim in workers:  # the common case, an idle program: nothing queued anywhere
+            if victim is not thief and (victim.runq or victim.runnext is not None):
+                break
+        else:
+            return None
         now = time.perf_counter()
         retry: float | None = None
-        start = random.randrange(n)
+        start = int(random.random() * n)  # randrange(n) costs ten times as much
         for i in range(n):
             victim = workers[(start + i) % n]
             if victim is thief or not (victim.runq or victim.runnext is not None):
@@ -540,6 +557,12 @@ class _Sysmon:
             if quiet >= SYSMON_IDLE_AFTER:
                 with self.cond:
                     self.idle = True
+                # A goroutine queued after the scan above, by a thread that still saw
+                # idle False, did not poke: look once more now that idle is set.
+                if self.runtime.find_stuck() or self.runtime.send_deferred():
+                    with self.cond:
+                        self.idle = False
+                    delay, quiet = SYSMON_MIN, 0.0
 
 
 def _shutdown_worker_tasks(

@@ -94,32 +94,42 @@ async def select(*cases: Any, default: bool = False) -> tuple[int, Any]:
     for ch in chans:
         ch._lock.acquire()
     try:
+        # The ready cases, in random order; each is committed by trying it. A case that
+        # looked ready may fail to commit: the waiter that made it ready can be decided
+        # meanwhile by its own select's cancellation, which takes that select's parker
+        # lock, not this channel's. Then the next ready case is tried.
         ready = [
             i
             for i, (kind, ch, _) in enumerate(ops)
             if (ch._send_ready() if kind == _SEND else ch._recv_ready())
         ]
-        if ready:
-            chosen = _random.choice(ready)
-            kind, ch, value = ops[chosen]
+        _random.shuffle(ready)
+        for i in ready:
+            kind, ch, value = ops[i]
             if kind == _SEND:
                 try:
                     got = ch._try_send(value)
                 except Closed as exc:
-                    error = exc
-                else:
-                    to_wake = None if got is True or got is False else got
+                    chosen, error = i, exc
+                    break
+                if got is False:
+                    continue
+                chosen = i
+                to_wake = None if got is True else got
+                break
+            received = ch._try_recv()
+            if received is None:
+                continue
+            chosen = i
+            value, ok, to_wake = received
+            if kind == _RECV_OK:
+                result = (value, ok)
+            elif ok:
+                result = value
             else:
-                received = ch._try_recv()
-                assert received is not None
-                value, ok, to_wake = received
-                if kind == _RECV_OK:
-                    result = (value, ok)
-                elif ok:
-                    result = value
-                else:
-                    error = Closed("recv on closed channel")
-        elif not default:
+                error = Closed("recv on closed channel")
+            break
+        if chosen < 0 and not default:  # nothing committed: wait on every case
             parker = Parker(loop, shared=True)
             for i, (kind, ch, value) in enumerate(ops):
                 waiter = Waiter(parker, i, value)

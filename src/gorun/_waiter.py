@@ -62,7 +62,15 @@ def note_plain_thread() -> None:
 def plain_threads() -> list[threading.Thread]:
     """The live plain threads that have used a gorun primitive."""
     with _plain_lock:
-        return [t for t in _plain_threads if t.is_alive()]
+        for _ in range(10):  # the garbage collector may drop an entry while we copy
+            try:
+                threads = list(_plain_threads)
+                break
+            except RuntimeError:
+                continue
+        else:
+            return []
+    return [t for t in threads if t.is_alive()]
 
 
 class Parker:

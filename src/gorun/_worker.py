@@ -38,7 +38,10 @@ if TYPE_CHECKING:
 
 #: The most goroutines one tick starts when the worker keeps up with its queue.
 MAX_BATCH = 64
-#: A tick interval shorter than this means the last batch ran quickly: start more per tick.
+#: The same while other workers could steal them (see Worker.tick).
+MAX_SHARED_BATCH = 16
+#: A tick interval shorter than this per goroutine of the last batch means that the batch
+#: ran quickly: start more per tick.
 FAST_TICK = 50e-6
 
 #: The longest a worker waits for workers it woke to get the GIL (see Worker._settle).
@@ -196,35 +199,50 @@ class Worker:
 
     def push_local(self, g: Goroutine[Any]) -> None:
         """Queue *g*, spawned on this worker's own thread, in the ``runnext`` slot."""
-        g._queued_at = time.perf_counter()
-        with self.lock:
+        g._queued_at = _perf_counter()
+        # acquire() and release(), not `with`, which costs twice as much on CPython 3.11:
+        # this runs per spawn (and the tick's per batch).
+        lock = self.lock
+        lock.acquire()
+        try:
             kicked = self.runnext
             self.runnext = g
             if kicked is not None:
                 self.runq.append(kicked)
-        self.schedule_tick()
+        finally:
+            lock.release()
+        if not self._tick_scheduled:  # schedule_tick(), inlined: this runs per spawn
+            self._tick_scheduled = True
+            self.loop.call_soon(self.tick)
         # No idle worker is woken here: this worker usually gets to its queue within
         # microseconds, and a thief woken now would split a goroutine from the partner
         # it was spawned with. If this loop stays busy, its next tick (or the monitor,
-        # for a loop stuck in one callback) wakes an idle worker to take the rest.
-        if self.runtime.sysmon.idle:
-            self.runtime.sysmon.poke()
+        # for a loop stuck in one callback) wakes an idle worker to take the rest. A
+        # lone worker has no monitor.
+        runtime = self.runtime
+        if runtime.sysmon.idle and runtime.procs > 1:
+            runtime.sysmon.poke()
 
     def push_remote(self, g: Goroutine[Any]) -> bool:
         """Queue *g* from another thread; return False if this worker no longer runs."""
-        g._queued_at = time.perf_counter()
-        with self.lock:
+        g._queued_at = _perf_counter()
+        lock = self.lock
+        lock.acquire()  # not `with`: see push_local
+        try:
             if self.closed:
                 return False
             self.runq.append(g)
             wake = self._claim_wake()
+        finally:
+            lock.release()
         if wake:
             self._wake_fn()
             _owe(self)
         else:
-            self.runtime.wake_idle()
-            if self.runtime.sysmon.idle:
-                self.runtime.sysmon.poke()
+            runtime = self.runtime
+            runtime.wake_idle()
+            if runtime.sysmon.idle and runtime.procs > 1:
+                runtime.sysmon.poke()
         return True
 
     def post(self, fn: Callable[..., object], *args: Any) -> bool:
@@ -326,7 +344,9 @@ class Worker:
         timeout = self._before_park(timeout)
         if timeout is None and self.runtime.detect_deadlocks and self.parked:
             timeout = _deadlock_watch(self)
-        if self.has_queued():
+        if self.inbox:
+            timeout = 0  # posted meanwhile: the drain below runs it
+        if self.runq or self.runnext is not None:
             self.schedule_tick()
             timeout = 0
         self.selects += 1
@@ -407,44 +427,71 @@ class Worker:
     def tick(self) -> None:
         """Run posted callbacks, then start a batch of queued goroutines."""
         self._tick_scheduled = False
-        now = time.perf_counter()
+        now = _perf_counter()
         interval = now - self.last_tick
         self.last_tick = now
-        if not self.parks_in_selector:
+        parks = self.parks_in_selector
+        if not parks:
             with self.lock:
                 self.notified = False
                 self.parked = False
         if self.inbox:
             self._drain_inbox()
-        # With other workers, start one goroutine per tick: a goroutine started here can
-        # never move, and if it blocks this thread the rest must still be stealable
-        # (even a worker that is busy now may be idle by then). A lone worker has nobody
-        # to hand work to, so when the last batch ran quickly it starts more at a time.
-        if interval < FAST_TICK and self.runtime.procs == 1:
-            batch = min(self._batch * 2, MAX_BATCH)
+        runtime = self.runtime
+        # How many to start. A goroutine started here can never move: if it blocks this
+        # thread, the ones started with it wait too, while those left queued can still
+        # be stolen. So the batch grows (doubling) only while the last one ran quickly,
+        # less than FAST_TICK per goroutine between ticks, which also bounds how long
+        # started goroutines hold up I/O on this loop; a slow tick resets it to 1. With
+        # other workers, it also stays at 1 while any of them is parked (or woken and not
+        # running yet): that one may come for the rest, and a busy one that is idle by
+        # the time a batch blocks finds less to steal, so the batch is also smaller.
+        batch = self._batch
+        if interval < FAST_TICK * batch:
+            batch = min(batch * 2, MAX_BATCH if runtime.procs == 1 else MAX_SHARED_BATCH)
+            if batch > 1 and runtime.procs > 1:
+                for w in runtime.workers:
+                    if w.parked and w is not self:
+                        batch = 1
+                        break
         else:
             batch = 1
         self._batch = batch
+        runq = self.runq
+        # Made before taking the lock, which must not allocate an object the garbage
+        # collector tracks: a finalizer run by a collection there could call go().
         taken: list[Goroutine[Any]] = []
-        with self.lock:
-            if self.runnext is not None:
-                taken.append(self.runnext)
+        lock = self.lock
+        lock.acquire()  # not `with`: see push_local
+        try:
+            g = self.runnext
+            if g is not None:
                 self.runnext = None
-            while len(taken) < batch and self.runq:
-                taken.append(self.runq.popleft())
-            more = self.runq or self.runnext is not None or self.inbox
+            elif runq:
+                g = runq.popleft()
+            while runq and len(taken) < batch - 1:
+                taken.append(runq.popleft())
+            more = runq or self.inbox
+        finally:
+            lock.release()
+        if g is not None:
+            g._start(self)
         for g in taken:
             g._start(self)
         if more:
-            self.schedule_tick()
-            # Busy: the oldest goroutine still queued has waited past the grace.
-            try:
-                waited = now - self.runq[0]._queued_at
-            except IndexError:
-                waited = 0.0
-            if waited > self.runtime.steal_grace:
-                self.runtime.wake_idle()
-        elif not self.parks_in_selector:
+            if not self._tick_scheduled:
+                self._tick_scheduled = True
+                self.loop.call_soon(self.tick)
+            if runtime.procs > 1:
+                # Busy: wake an idle worker if the oldest goroutine still queued has
+                # waited past the grace.
+                try:
+                    waited = now - runq[0]._queued_at
+                except IndexError:
+                    waited = 0.0
+                if waited > runtime.steal_grace:
+                    runtime.wake_idle()
+        elif not parks:
             self._idle_without_selector()
 
     def _drain_inbox(self) -> None:

@@ -110,8 +110,8 @@ def await_chain(task: asyncio.Task[Any]) -> list[FrameType]:
 
 def describe(task: asyncio.Task[Any]) -> Wait:
     """Read what *task* is doing now (see the module docstring)."""
-    loop = task.get_loop()
-    if asyncio.tasks._current_tasks.get(loop) is task:  # type: ignore[attr-defined]
+    # A coroutine that is executing now (on whichever thread) is the running one.
+    if getattr(task.get_coro(), "cr_running", False):
         return Wait("running", frames=await_chain(task))
     waiter = getattr(task, "_fut_waiter", None)
     frames = await_chain(task)

@@ -38,8 +38,6 @@ if TYPE_CHECKING:
 
 #: The most goroutines one tick starts when the worker keeps up with its queue.
 MAX_BATCH = 64
-#: The same while other workers could steal them (see Worker.tick).
-MAX_SHARED_BATCH = 16
 #: A tick interval shorter than this per goroutine of the last batch means that the batch
 #: ran quickly: start more per tick.
 FAST_TICK = 50e-6
@@ -440,20 +438,14 @@ class Worker:
         runtime = self.runtime
         # How many to start. A goroutine started here can never move: if it blocks this
         # thread, the ones started with it wait too, while those left queued can still
-        # be stolen. So the batch grows (doubling) only while the last one ran quickly,
-        # less than FAST_TICK per goroutine between ticks, which also bounds how long
-        # started goroutines hold up I/O on this loop; a slow tick resets it to 1. With
-        # other workers, it also stays at 1 while any of them is parked (or woken and not
-        # running yet): that one may come for the rest, and a busy one that is idle by
-        # the time a batch blocks finds less to steal, so the batch is also smaller.
+        # be stolen. So with other workers a tick starts one (even a worker that is busy
+        # now may be idle by the time this one blocks). A lone worker has nobody to hand
+        # work to: its batch grows (doubling) while the last one ran quickly, less than
+        # FAST_TICK per goroutine between ticks, which also bounds how long started
+        # goroutines hold up I/O on this loop; a slow tick resets it to 1.
         batch = self._batch
-        if interval < FAST_TICK * batch:
-            batch = min(batch * 2, MAX_BATCH if runtime.procs == 1 else MAX_SHARED_BATCH)
-            if batch > 1 and runtime.procs > 1:
-                for w in runtime.workers:
-                    if w.parked and w is not self:
-                        batch = 1
-                        break
+        if interval < FAST_TICK * batch and runtime.procs == 1:
+            batch = min(batch * 2, MAX_BATCH)
         else:
             batch = 1
         self._batch = batch

@@ -6,6 +6,10 @@ replaced: ``{{ machine }}`` by what the results were measured on, ``{{ goals }}`
 table of every goal and its verdict, ``{{ cases }}`` by one section per case (its table
 and its chart, when ``python -m benchmarks.chart`` has drawn one). The page is written to
 ``docs/benchmarks.md`` unless ``--out`` says otherwise.
+
+A template may also have a ``{{ compare }}`` line, filled with ``--compare OTHER.json``:
+for every peer measured in both runs, its figure and its ratio to its case's baseline in
+each (the free-threading page sets a free-threaded run beside a GIL build's this way).
 """
 
 from __future__ import annotations
@@ -156,10 +160,60 @@ def case_section(case: dict[str, Any], img_dir: Path, img_prefix: str) -> str:
     return "\n".join(lines)
 
 
+def _build(result: dict[str, Any]) -> str:
+    m = result["machine"]
+    build = "GIL" if m["gil"] else "free-threaded"
+    return f"{m['implementation']} {m['python']}, {build}"
+
+
+def compare_section(result: dict[str, Any], other: dict[str, Any],
+                    other_source: str | None = None) -> str:
+    """Every peer measured in both runs: its figure and ratio to baseline in each.
+
+    *result* is the page's own run, *other* the one it is compared with (read from
+    *other_source*, named under the table if given).
+    """
+    theirs = {c["case"]: c for c in other["cases"]}
+    ours_name, theirs_name = _build(result), _build(other)
+    if ours_name == theirs_name:
+        ours_name, theirs_name = "this run", "the other run"
+    lines = [
+        f"| Case | Peer | {_cell(theirs_name)} | ratio | {_cell(ours_name)} | ratio |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    rows = 0
+    for case in result["cases"]:
+        twin = theirs.get(case["case"])
+        if twin is None:
+            continue
+        metric = case["metrics"][0]
+        unit = metric["unit"].replace("us", "µs")
+        their_peers = {p["peer"]: p for p in twin["peers"]}
+        for p in case["peers"]:
+            q = their_peers.get(p["peer"])
+            if q is None or metric["key"] not in q["metrics"]:
+                continue
+            lines.append(
+                f"| [{case['case']}](#{case['case'].lower()}) | {_cell(p['peer'])} | "
+                f"{_num(q['metrics'][metric['key']]['median'])} {unit} | {q['ratio']:.2f}x | "
+                f"{_num(p['metrics'][metric['key']]['median'])} {unit} | {p['ratio']:.2f}x |"
+            )
+            rows += 1
+    if not rows:
+        raise ValueError("the two runs have no peer in common")
+    head = ("Each figure is the case's first metric (time per operation, lateness, or "
+            "bytes), the median of its rounds. Ratios are to each case's baseline in the "
+            "same run (below 1.00x is better than the baseline).")
+    if other_source:
+        head += f" The other run: `{other_source}`."
+    return head + "\n\n" + "\n".join(lines)
+
+
 def render(result: dict[str, Any], template: str, out: Path, img_dir: Path,
-           source: str | None = None) -> str:
+           source: str | None = None, compare: dict[str, Any] | None = None,
+           compare_source: str | None = None) -> str:
     """The page: *template* with its placeholders filled from *result* (read from
-    *source*, which the page names if given)."""
+    *source*, which the page names if given), and *compare* if the template asks."""
     img_prefix = Path(os.path.relpath(img_dir, out.parent)).as_posix() + "/"
     cases = "\n\n".join(case_section(c, img_dir, img_prefix) for c in result["cases"])
     parts = {
@@ -172,7 +226,18 @@ def render(result: dict[str, Any], template: str, out: Path, img_dir: Path,
         if key not in page:
             raise ValueError(f"the template has no {key} line")
         page = page.replace(key, text)
+    if "{{ compare }}" in page:
+        if compare is None:
+            raise ValueError("the template has a {{ compare }} line: give --compare OTHER.json")
+        page = page.replace("{{ compare }}", compare_section(result, compare, compare_source))
+    elif compare is not None:
+        raise ValueError("--compare given, but the template has no {{ compare }} line")
     return GENERATED + "\n\n" + page.rstrip() + "\n"
+
+
+def _source(path: str) -> str | None:
+    resolved = Path(path).resolve()
+    return resolved.relative_to(ROOT).as_posix() if resolved.is_relative_to(ROOT) else None
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -184,13 +249,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="the page to write")
     parser.add_argument("--img", type=Path, default=None,
                         help="folder of the charts (default: img/ beside the page)")
+    parser.add_argument("--compare", default=None, metavar="OTHER.json",
+                        help="another run, for a template with a {{ compare }} line")
     args = parser.parse_args(argv)
     with open(args.results) as f:
         result = json.load(f)
+    compare = None
+    if args.compare:
+        with open(args.compare) as f:
+            compare = json.load(f)
     img_dir = args.img or args.out.parent / "img"
-    path = Path(args.results).resolve()
-    source = path.relative_to(ROOT).as_posix() if path.is_relative_to(ROOT) else None
-    page = render(result, args.template.read_text(), args.out, img_dir, source)
+    try:
+        page = render(result, args.template.read_text(), args.out, img_dir,
+                      _source(args.results), compare,
+                      _source(args.compare) if args.compare else None)
+    except ValueError as exc:
+        parser.error(str(exc))
     args.out.write_text(page)
     print(f"wrote {args.out}")
 

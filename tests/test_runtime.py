@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 import gorun
+import gorun._worker
 
 TIMEOUT = 10.0
 
@@ -46,21 +47,79 @@ def test_goroutines_spread_over_n_threads() -> None:
     assert sum(w.started for w in stats.workers) == procs
 
 
+# Long enough (milliseconds) that the loop running one counts as stuck, which is what
+# lets idle workers steal when the GIL is enabled (see gorun._runtime).
+CPU_ITEM = 40_000
+
+
 def test_cpu_fan_out_keeps_every_worker_busy() -> None:
     async def work(i: int) -> int:
-        return _busy(3000) + i
+        return _busy(CPU_ITEM) + i
 
     async def main() -> tuple[list[int], gorun.Stats]:
-        gs = [gorun.go(work(i)) for i in range(1000)]
+        gs = [gorun.go(work(i)) for i in range(200)]
         return [await g for g in gs], gorun.stats()
 
     results, stats = gorun.run(main(), procs=4)
-    assert results == [_busy(3000) + i for i in range(1000)]
+    assert results == [_busy(CPU_ITEM) + i for i in range(200)]
     started = [w.started for w in stats.workers]
-    assert sum(started) == 1000
+    assert sum(started) == 200
     assert all(n > 0 for n in started), started
     assert sum(w.stolen for w in stats.workers) > 0
     assert len({w.thread_id for w in stats.workers}) == 4
+
+
+def _current_runtime() -> Any:
+    from gorun._runtime import current_runtime
+
+    runtime = current_runtime()
+    assert runtime is not None
+    return runtime
+
+
+@pytest.mark.skipif(not gorun._worker.GIL_ENABLED, reason="the rule applies with the GIL")
+def test_with_the_gil_a_loop_that_keeps_iterating_keeps_its_goroutines() -> None:
+    # A backlog alone does not make thieves take goroutines from a loop that keeps
+    # coming back to its select: they could not run in parallel with it anyway. The
+    # stuck threshold is raised so that no pause of this process (a loaded machine)
+    # makes the loop look stuck; the grace is dropped so that the backlog alone would
+    # be stealable.
+    async def item(i: int) -> int:
+        await asyncio.sleep(0)
+        return i
+
+    async def main() -> tuple[list[int], gorun.Stats]:
+        runtime = _current_runtime()
+        runtime.steal_grace = runtime.runnext_grace = 0.0
+        runtime.stuck_after = 3600.0
+        gs = [gorun.go(item(i)) for i in range(500)]
+        return [await g for g in gs], gorun.stats()
+
+    results, stats = gorun.run(main(), procs=4)
+    assert results == list(range(500))
+    assert [w.started for w in stats.workers] == [500, 0, 0, 0]
+    assert sum(w.stolen for w in stats.workers) == 0
+
+
+def test_idle_workers_take_a_backlog_from_a_busy_loop_only_without_the_gil() -> None:
+    # The same fan-out with no threshold at all: where the backlog alone is enough (a
+    # free-threaded build), or where every loop counts as stuck at once, idle workers
+    # take their share.
+    async def item(i: int) -> int:
+        await asyncio.sleep(0)
+        return _busy(CPU_ITEM // 10) + i
+
+    async def main() -> gorun.Stats:
+        runtime = _current_runtime()
+        runtime.steal_grace = runtime.runnext_grace = 0.0
+        runtime.stuck_after = -1.0
+        gs = [gorun.go(item(i)) for i in range(500)]
+        for i, g in enumerate(gs):
+            assert await g == _busy(CPU_ITEM // 10) + i
+        return gorun.stats()
+
+    stats = gorun.run(main(), procs=4)
+    assert sum(w.stolen for w in stats.workers) > 0
 
 
 def test_idle_workers_steal_goroutines_queued_behind_a_blocked_loop() -> None:

@@ -261,7 +261,6 @@ class Goroutine(Generic[T]):
             self._complete(None, exc)
             return False
         self._task = task
-        worker.live[self.id] = self
         worker.started += 1
         # The handle itself is the Task's done callback (see __call__): no bound method
         # per goroutine. It runs in the goroutine's own context, which nothing else
@@ -276,7 +275,7 @@ class Goroutine(Generic[T]):
             return
         worker = self._worker
         assert worker is not None  # set by _start before the Task existed
-        worker.live.pop(self.id, None)
+        worker.finished += 1
         worker.runtime.goroutine_exited(self)
         try:
             error = task.exception()  # also tells the Task that its exception was retrieved

@@ -14,6 +14,14 @@ pair spawned together on the spawner's loop when that loop gets to them promptly
 still rescues goroutines queued behind a callback that blocks its loop. Only goroutines
 that have not started move: an asyncio Task and its futures belong to one loop.
 
+With the GIL, one more condition: the victim's loop must be stuck, that is, it has not
+come back to its select for longer than ``stuck_after`` (a callback is blocking it, or
+the GIL is held elsewhere). A loop that keeps iterating gets through its own queue as
+fast as the GIL lets anyone, so taking goroutines from it adds no throughput; it only
+splits goroutines that talk to each other over two threads, where each message costs a
+cross-thread wake-up and a GIL hand-over instead of a same-loop hand-off. On a
+free-threaded build a backlog alone is enough, since the thief runs in parallel.
+
 At most one parked worker is woken at a time to look for work (``_nspinning``); a thief
 that leaves work behind wakes the next one, so a fan-out spreads over every worker
 without a storm of cross-thread wake-ups.
@@ -31,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._config import resolve_loop, resolve_procs
 from ._stats import Stats, WorkerStats
-from ._worker import Worker, current_worker, set_current_worker
+from ._worker import GIL_ENABLED, Worker, current_worker, set_current_worker
 
 if TYPE_CHECKING:
     from ._goroutine import Goroutine
@@ -40,6 +48,9 @@ if TYPE_CHECKING:
 STEAL_GRACE = 200e-6
 #: The same for the ``runnext`` slot, which holds a goroutine meant to run beside its spawner.
 RUNNEXT_GRACE = 2e-3
+#: With the GIL, how long a loop must go without coming back to its select before idle
+#: workers may take its queued goroutines (see the module docstring).
+STUCK_AFTER = 200e-6
 
 #: The runtime of the goroutine whose code is running, carried into ``to_thread`` calls.
 current_runtime_var: contextvars.ContextVar[Runtime | None] = contextvars.ContextVar(
@@ -90,6 +101,7 @@ class Runtime:
         self.home = home
         self.steal_grace = STEAL_GRACE
         self.runnext_grace = RUNNEXT_GRACE
+        self.stuck_after = STUCK_AFTER
         self.lock = threading.Lock()
         # Guarded by self.lock: every goroutine from go() until it is done (by id).
         self.goroutines: dict[int, Goroutine[Any]] = {}
@@ -98,8 +110,8 @@ class Runtime:
         self._nspinning = 0
         self._next_inject = 0
         self._exception_handler: Any = None
+        self.sysmon = _Sysmon(self)  # before the workers, which keep a reference
         self.workers = [Worker(self, i, self.kind) for i in range(self.procs)]
-        self.sysmon = _Sysmon(self)
         #: Deadlock detection (see _deadlock); only a runtime with a home loop has a
         #: main goroutine to report a deadlock to.
         self.detect_deadlocks = detect_deadlocks and home is not None
@@ -296,6 +308,11 @@ class Runtime:
             victim = workers[(start + i) % n]
             if victim is thief or not (victim.runq or victim.runnext is not None):
                 continue
+            if GIL_ENABLED and now - victim.last_select <= self.stuck_after:
+                # With the GIL: its loop is running, not stuck in a callback, so leave
+                # its goroutines to it (see the module docstring). The monitor wakes a
+                # thief if it gets stuck.
+                continue
             got: list[Goroutine[Any]] = []
             with victim.lock:
                 if victim.runq:
@@ -327,10 +344,11 @@ class Runtime:
             return 0.0
         return retry
 
-    def find_stuck(self) -> bool:
+    def find_stuck(self) -> tuple[bool, bool]:
         """Wake an idle worker if a queued goroutine has waited past its grace.
 
-        Returns True if any goroutine is queued at all (the monitor keeps watching).
+        Returns whether any goroutine is queued at all (the monitor keeps watching), and
+        whether one was stuck (an idle worker was asked to take it).
         """
         now = time.perf_counter()
         queued = stuck = False
@@ -338,15 +356,20 @@ class Runtime:
             try:
                 if w.runq:
                     queued = True
-                    stuck = stuck or now - w.runq[0]._queued_at > self.steal_grace
+                    waited = now - w.runq[0]._queued_at > self.steal_grace
                 elif w.runnext is not None:
                     queued = True
-                    stuck = stuck or now - w.runnext._queued_at > self.runnext_grace
+                    waited = now - w.runnext._queued_at > self.runnext_grace
+                else:
+                    continue
             except (IndexError, AttributeError):  # emptied while we looked
                 queued = True
+                continue
+            if waited and (not GIL_ENABLED or now - w.last_select > self.stuck_after):
+                stuck = True
         if stuck:
             self.wake_idle()
-        return queued
+        return queued, stuck
 
     def send_deferred(self) -> bool:
         """Send the wake-ups a busy loop has held back too long (see Worker.defer_wake).
@@ -382,7 +405,7 @@ class Runtime:
                 WorkerStats(
                     index=w.index,
                     thread_id=w.thread_id,
-                    goroutines=len(w.live),
+                    goroutines=w.started - w.finished,
                     started=w.started,
                     stolen=w.stolen,
                     queued=queued,
@@ -446,7 +469,7 @@ class Runtime:
             tasks = [t for t in asyncio.all_tasks(loop) if t is not me]
             if not tasks:
                 return
-            goroutine_tasks = {g._task for g in worker.live.values()}
+            goroutine_tasks = {g._task for g in self.live_goroutines() if g._worker is worker}
             for t in tasks:
                 t.cancel()
             results = await asyncio.gather(*tasks, return_exceptions=True)
@@ -507,6 +530,10 @@ class _Sysmon:
         self.runtime = runtime
         self.cond = threading.Condition(threading.Lock())
         self.idle = True  # sleeping until poked; guarded by cond, read as a hint
+        # When its current sleep ends and it wants the GIL back (inf: not before it is
+        # poked). A busy worker that sees this time pass lets it have the GIL
+        # (Worker._yield_to_sysmon); written without a lock, read as a hint.
+        self.due = float("inf")
         self._stopping = False
         self._thread: threading.Thread | None = None
 
@@ -537,15 +564,25 @@ class _Sysmon:
                 if self._stopping:
                     return
                 if self.idle:
+                    self.due = float("inf")
                     self.cond.wait()
                     delay, quiet = SYSMON_MIN, 0.0
                 else:
+                    self.due = time.perf_counter() + delay
                     self.cond.wait(delay)
+                self.due = float("inf")  # running: it has the GIL
                 if self._stopping:
                     return
             held = self.runtime.send_deferred()
-            if self.runtime.find_stuck():
+            queued, stuck = self.runtime.find_stuck()
+            if stuck:
                 delay, quiet = SYSMON_MIN, 0.0
+                continue
+            if queued:
+                # Goroutines wait, but their loops get to them: keep watching, less
+                # and less often. Each look takes the GIL from a busy worker, which
+                # costs it a hand-over (tens of microseconds) every time.
+                delay, quiet = min(delay * 2, SYSMON_MAX), 0.0
                 continue
             if held:
                 # Held-back wake-ups are normally sent within microseconds: keep an
@@ -559,7 +596,7 @@ class _Sysmon:
                     self.idle = True
                 # A goroutine queued after the scan above, by a thread that still saw
                 # idle False, did not poke: look once more now that idle is set.
-                if self.runtime.find_stuck() or self.runtime.send_deferred():
+                if self.runtime.find_stuck()[0] or self.runtime.send_deferred():
                     with self.cond:
                         self.idle = False
                     delay, quiet = SYSMON_MIN, 0.0

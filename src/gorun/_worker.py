@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 
 #: The most goroutines one tick starts when the worker keeps up with its queue.
 MAX_BATCH = 64
+#: The same with other workers, which could take the goroutines left queued.
+MAX_SHARED_BATCH = 8
 #: A tick interval shorter than this per goroutine of the last batch means that the batch
 #: ran quickly: start more per tick.
 FAST_TICK = 50e-6
@@ -52,6 +54,8 @@ SETTLE_TRIES = 5
 SHARE_EVERY = 5e-3
 #: How long it sleeps to do so.
 SHARE_FOR = 50e-6
+#: A busy worker lets the monitor thread have the GIL at most this often.
+SYSMON_YIELD = 1e-3
 #: False on a free-threaded build, where a woken thread needs no hand-over.
 GIL_ENABLED: bool = getattr(sys, "_is_gil_enabled", lambda: True)()
 
@@ -111,9 +115,11 @@ class ParkingSelector(_BaseSelector):  # type: ignore[misc,valid-type]
         if w._woken:
             w._settle()
         if w._share:
-            now = _perf_counter()
+            now = w.last_select = _perf_counter()
             if now - w._busy_since >= SHARE_EVERY:
                 w._share_gil(now)
+            elif now >= w._sysmon.due:
+                w._yield_to_sysmon()
         w.selects += 1
         events = _base_select(self, 0)
         if w.inbox:
@@ -146,12 +152,18 @@ class Worker:
         # watches it to see it get the GIL and come back (see _settle).
         self.selects = 0
         # Owned by the worker's own thread (others read them only as hints or for stats).
-        self.live: dict[int, Goroutine[Any]] = {}
+        # Goroutines started here, and those of them that have finished (counters, not
+        # a set: the runtime's registry has the goroutines themselves, and one more
+        # dict entry per goroutine would cost a parked goroutine tens of bytes).
         self.started = 0
+        self.finished = 0
         self.stolen = 0
         self.last_tick = 0.0
         self._tick_scheduled = False
+        # Reset to 1 whenever this worker parks or steals: goroutines it steals were
+        # queued behind a stuck loop, and may block this one too.
         self._batch = 1
+        self._started_last = 0
         # Workers this one woke that may still be waiting for the GIL (see _settle).
         self._woken: list[tuple[Worker, int, int]] = []
         self._quiet = False  # see select_idle and _deadlock.watch
@@ -160,8 +172,13 @@ class Worker:
         self._deferred_since = 0.0
         self._defer_wakes = False  # set by attach() for stdlib loops on a GIL build
         self._busy_since = 0.0
+        # When this worker's loop last came back from select (kept with the GIL and
+        # other workers only: it is what thieves look at, see Runtime.steal_into).
+        self.last_select = 0.0
         # Whether busy selects must share the GIL (set by the runtime once it knows procs).
         self._share = GIL_ENABLED and runtime.procs > 1
+        self._sysmon = runtime.sysmon
+        self._max_batch = MAX_BATCH if runtime.procs == 1 else MAX_SHARED_BATCH
         # Guarded by runtime.lock: this worker was woken to look for work to steal.
         self.spinning = False
         self._wake_fn: Callable[[], None] = _noop
@@ -355,7 +372,7 @@ class Worker:
         finally:
             # Busy from now on: the time spent waiting for the GIL to come back after
             # the select does not count (see _share_gil).
-            self._busy_since = _perf_counter()
+            self._busy_since = self.last_select = _perf_counter()
             # Nothing happened here during that select (for the deadlock watch).
             self._quiet = not events and not self.inbox
             if self.parked:
@@ -385,6 +402,17 @@ class Worker:
                 self._busy_since = _perf_counter()
                 return
 
+    def _yield_to_sysmon(self) -> None:
+        # The monitor thread's sleep is over and it wants the GIL. A busy loop releases
+        # the GIL only for its select(0) calls and takes it straight back: each release
+        # wakes the monitor, which finds the GIL taken again and goes back to wait, a
+        # futile context switch per loop iteration until the switch interval (5 ms)
+        # forces a hand-over. Napping once lets it take the GIL now. Another busy
+        # worker may take it instead; the monitor's time is then pushed back, so that
+        # this loop naps at most once per SYSMON_YIELD.
+        self._sysmon.due = _perf_counter() + SYSMON_YIELD
+        _nap(SHARE_FOR)
+
     def _settle(self) -> None:
         # With the GIL, a worker woken from select() must take the GIL to run; a busy
         # loop that drops the GIL only for its own select(0) calls takes it straight
@@ -411,6 +439,7 @@ class Worker:
 
     def _before_park(self, timeout: float | None) -> float | None:
         # The loop has nothing ready: this worker is idle. Steal, or park.
+        self._batch = 1  # see __init__
         retry = self.runtime.steal_into(self)
         if retry == 0.0:
             return 0.0
@@ -436,16 +465,19 @@ class Worker:
         if self.inbox:
             self._drain_inbox()
         runtime = self.runtime
-        # How many to start. A goroutine started here can never move: if it blocks this
-        # thread, the ones started with it wait too, while those left queued can still
-        # be stolen. So with other workers a tick starts one (even a worker that is busy
-        # now may be idle by the time this one blocks). A lone worker has nobody to hand
-        # work to: its batch grows (doubling) while the last one ran quickly, less than
-        # FAST_TICK per goroutine between ticks, which also bounds how long started
-        # goroutines hold up I/O on this loop; a slow tick resets it to 1.
+        # How many to start. The batch grows (doubling) while the last one ran quickly,
+        # less than FAST_TICK per goroutine between ticks, which also bounds how long
+        # started goroutines hold up I/O on this loop; a slow tick resets it to 1. A
+        # goroutine started here can never move: if it blocks this thread, the ones
+        # started with it wait too, while those left queued can still be stolen. So
+        # with other workers to hand work to, the batch stays small (MAX_SHARED_BATCH):
+        # a goroutine that blocks right after goroutines that all yielded at once
+        # pins at most that many behind it, while the loop still starts a steady
+        # stream of short goroutines a batch per iteration, not one.
+        # Only a full batch that ran quickly doubles it: an empty tick proves nothing.
         batch = self._batch
-        if interval < FAST_TICK * batch and runtime.procs == 1:
-            batch = min(batch * 2, MAX_BATCH)
+        if self._started_last == batch and interval < FAST_TICK * batch:
+            batch = min(batch * 2, self._max_batch)
         else:
             batch = 1
         self._batch = batch
@@ -468,15 +500,20 @@ class Worker:
             lock.release()
         if g is not None:
             g._start(self)
+            self._started_last = 1 + len(taken)
+        else:
+            self._started_last = 0
         for g in taken:
             g._start(self)
         if more:
             if not self._tick_scheduled:
                 self._tick_scheduled = True
                 self.loop.call_soon(self.tick)
-            if runtime.procs > 1:
+            if runtime.procs > 1 and (not GIL_ENABLED or interval > runtime.stuck_after):
                 # Busy: wake an idle worker if the oldest goroutine still queued has
-                # waited past the grace.
+                # waited past the grace. With the GIL, only if this loop's last
+                # iteration was long enough to count as stuck (see Runtime.steal_into):
+                # a loop that iterates quickly serves its own queue best.
                 try:
                     waited = now - runq[0]._queued_at
                 except IndexError:
@@ -496,6 +533,7 @@ class Worker:
     def _idle_without_selector(self) -> None:
         # uvloop: there is no select() to hook, so a tick that found nothing to start is
         # where the worker counts itself idle and looks for work elsewhere.
+        self._batch = 1  # see __init__
         retry = self.runtime.steal_into(self)
         if retry == 0.0:
             self.schedule_tick()

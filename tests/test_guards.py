@@ -171,6 +171,25 @@ def test_two_goroutines_waiting_on_each_other() -> None:
     assert "[awaiting goroutine" in text  # main, waiting for first
 
 
+def test_async_for_over_a_channel_nobody_sends_on() -> None:
+    got: list[int] = []
+
+    async def main() -> None:
+        ch: gorun.Chan[int] = gorun.Chan()
+
+        async def sender() -> None:
+            await ch.send(1)  # then returns without closing: the loop below never ends
+
+        gorun.go(sender())
+        async for v in ch:
+            got.append(v)
+
+    text = _deadlock(main, procs=2)
+    assert got == [1]
+    assert "[chan receive" in text
+    assert "__anext__" in text
+
+
 def test_a_select_with_every_case_blocked() -> None:
     async def main() -> None:
         a: gorun.Chan[int] = gorun.Chan()

@@ -402,14 +402,7 @@ class Chan(Generic[T]):
         return value  # type: ignore[no-any-return]
 
     def __aiter__(self) -> AsyncIterator[T]:
-        return self._iterate()
-
-    async def _iterate(self) -> AsyncIterator[T]:
-        while True:
-            value, ok = await self.recv_ok()
-            if not ok:
-                return
-            yield value  # type: ignore[misc]
+        return _Iterator(self)
 
     # -- close --------------------------------------------------------------------------
 
@@ -438,3 +431,26 @@ class Chan(Generic[T]):
         for w in woken:
             w.wake()
 
+
+class _Iterator(Generic[T]):
+    """``async for v in ch``: receives until the channel is closed and drained.
+
+    A class rather than an async generator: each ``__anext__`` is a plain coroutine
+    awaiting ``recv_ok()``, so the await chain from the goroutine's Task down to the
+    channel stays visible to ``gorun.dump()`` and deadlock detection (an async
+    generator's ``asend`` object hides what it awaits).
+    """
+
+    __slots__ = ("_ch",)
+
+    def __init__(self, ch: Chan[T]) -> None:
+        self._ch = ch
+
+    def __aiter__(self) -> _Iterator[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        value, ok = await self._ch.recv_ok()
+        if not ok:
+            raise StopAsyncIteration
+        return value  # type: ignore[return-value]

@@ -203,8 +203,15 @@ class Worker:
             self.loop.call_soon_threadsafe(self.tick)
 
     @property
-    def parks_in_selector(self) -> bool:
-        return self.kind == "asyncio"
+    def kind(self) -> str:
+        """The kind of loop: ``"asyncio"`` (a selector loop gorun parks in) or ``"uvloop"``."""
+        return self._kind
+
+    @kind.setter
+    def kind(self, value: str) -> None:
+        self._kind = value
+        # A plain attribute, not a property: it is read several times per message.
+        self.parks_in_selector = value == "asyncio"
 
     # -- queues -----------------------------------------------------------------------------
 

@@ -258,18 +258,20 @@ CTRL_C = r"""
 import asyncio, sys, threading
 import gorun
 
-async def forever(i):
+async def forever(i, wg):
     try:
+        wg.done()
         await asyncio.get_running_loop().create_future()
     finally:
         sys.stdout.write(f"cleaned {i}\n")
         sys.stdout.flush()
 
 async def main():
+    wg = gorun.WaitGroup()
+    wg.add(4)
     for i in range(4):
-        gorun.go(forever(i))
-    await asyncio.sleep(0)
-    await asyncio.sleep(0)
+        gorun.go(forever(i, wg))
+    await wg.wait()  # all four started: each has a finally block to run at shutdown
     print("ready", flush=True)
     try:
         await asyncio.get_running_loop().create_future()

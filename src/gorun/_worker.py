@@ -160,10 +160,13 @@ class Worker:
         self.stolen = 0
         self.last_tick = 0.0
         self._tick_scheduled = False
-        # Reset to 1 whenever this worker parks or steals: goroutines it steals were
-        # queued behind a stuck loop, and may block this one too.
+        # Reset to 1 whenever this worker parks. Goroutines it steals were queued behind
+        # a loop that was stuck (with the GIL) or busy, and may block this one too: it
+        # starts them one per tick, however quickly the ones before them yielded, so that
+        # two that block are never pinned together (_stolen_left counts them down).
         self._batch = 1
         self._started_last = 0
+        self._stolen_left = 0
         # Workers this one woke that may still be waiting for the GIL (see _settle).
         self._woken: list[tuple[Worker, int, int]] = []
         self._quiet = False  # see select_idle and _deadlock.watch
@@ -483,7 +486,9 @@ class Worker:
         # stream of short goroutines a batch per iteration, not one.
         # Only a full batch that ran quickly doubles it: an empty tick proves nothing.
         batch = self._batch
-        if self._started_last == batch and interval < FAST_TICK * batch:
+        if self._stolen_left:
+            batch = 1  # goroutines it stole: one at a time (see __init__)
+        elif self._started_last == batch and interval < FAST_TICK * batch:
             batch = min(batch * 2, self._max_batch)
         else:
             batch = 1
@@ -508,6 +513,8 @@ class Worker:
         if g is not None:
             g._start(self)
             self._started_last = 1 + len(taken)
+            if self._stolen_left:
+                self._stolen_left -= 1
         else:
             self._started_last = 0
         for g in taken:

@@ -66,11 +66,13 @@ def watch(worker: Worker) -> float | None:
     look again when that select returns empty. 0: a deadlock was just declared.
     """
     rt = worker.runtime
-    others = tuple(w.selects for w in rt.workers if w is not worker)
     previous = rt._watch
     rt._watch = None
+    # all_parked() first: it fails at once in the common case, a worker that just woke
+    # another one (every message between two workers parks here).
     if not all_parked(rt, worker) or not loops_quiet(rt):
         return None
+    others = tuple(w.selects for w in rt.workers if w is not worker)
     if previous == (worker.index, *others) and worker._quiet:
         text = check(rt)
         if text is None:

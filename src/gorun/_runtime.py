@@ -336,7 +336,6 @@ class Runtime:
             with thief.lock:
                 thief.runq.extend(got)
             thief.stolen += len(got)
-            thief._stolen_left += len(got)
             if left or len(got) > 1 or any(w.runq for w in workers):
                 # Work is left queued somewhere (the thief's own queue included, which
                 # it starts one at a time): wake the next idle worker to look, as Go's

@@ -38,8 +38,6 @@ if TYPE_CHECKING:
 
 #: The most goroutines one tick starts when the worker keeps up with its queue.
 MAX_BATCH = 64
-#: The same with other workers, which could take the goroutines left queued.
-MAX_SHARED_BATCH = 8
 #: A tick interval shorter than this per goroutine of the last batch means that the batch
 #: ran quickly: start more per tick.
 FAST_TICK = 50e-6
@@ -160,13 +158,9 @@ class Worker:
         self.stolen = 0
         self.last_tick = 0.0
         self._tick_scheduled = False
-        # Reset to 1 whenever this worker parks. Goroutines it steals were queued behind
-        # a loop that was stuck (with the GIL) or busy, and may block this one too: it
-        # starts them one per tick, however quickly the ones before them yielded, so that
-        # two that block are never pinned together (_stolen_left counts them down).
+        # How many goroutines a tick starts (see tick); reset to 1 whenever it parks.
         self._batch = 1
         self._started_last = 0
-        self._stolen_left = 0
         # Workers this one woke that may still be waiting for the GIL (see _settle).
         self._woken: list[tuple[Worker, int, int]] = []
         self._quiet = False  # see select_idle and _deadlock.watch
@@ -181,7 +175,7 @@ class Worker:
         # Whether busy selects must share the GIL (set by the runtime once it knows procs).
         self._share = GIL_ENABLED and runtime.procs > 1
         self._sysmon = runtime.sysmon
-        self._max_batch = MAX_BATCH if runtime.procs == 1 else MAX_SHARED_BATCH
+        self._max_batch = MAX_BATCH if runtime.procs == 1 else 1  # see tick
         # Guarded by runtime.lock: this worker was woken to look for work to steal.
         self.spinning = False
         self._wake_fn: Callable[[], None] = _noop
@@ -275,24 +269,34 @@ class Worker:
 
         Returns False if the worker has shut down, in which case nothing will run.
         """
-        me = current_worker()
+        # This runs once per message between workers: current_worker(), the lock's
+        # `with` and _claim_wake() are inlined (each a Python call or two less).
+        me: Worker | None = getattr(_tls, "worker", None)
         if me is self:
             try:
                 self.loop.call_soon(fn, *args)
             except RuntimeError:
                 return False
             return True
-        with self.lock:
+        item = (fn, args)  # made before taking the lock: see _drain_inbox
+        lock = self.lock
+        lock.acquire()
+        try:
             if self.closed:
                 return False
-            self.inbox.append((fn, args))
-            wake = self._claim_wake()
-        if wake:
-            if me is not None and me._defer_wakes:
-                me.defer_wake(self)
-            else:
-                self._wake_fn()
-                _owe(self)
+            self.inbox.append(item)
+            # _claim_wake(), inlined
+            if self.notified or (self.parks_in_selector and not self.parked):
+                return True
+            self.notified = True
+            self.wakeups += 1
+        finally:
+            lock.release()
+        if me is not None and me._defer_wakes:
+            me.defer_wake(self)
+        else:
+            self._wake_fn()
+            _owe(self)
         return True
 
     def defer_wake(self, target: Worker) -> None:
@@ -318,10 +322,13 @@ class Worker:
         self._deferred = []
         for w in deferred:
             w._wake_fn()
-            _owe(w)
+            # _owe(w), inlined: only stdlib workers on a GIL build defer their wake-ups
+            if w.parks_in_selector and w is not self:
+                self._woken.append((w, w.selects, 0))
 
     def _claim_wake(self) -> bool:
         # Called with self.lock held: decide whether this poster must wake the worker.
+        # (Inlined in post(): keep the two alike.)
         if self.notified:
             return False
         if self.parks_in_selector and not self.parked:
@@ -366,9 +373,42 @@ class Worker:
         """The loop's select when it has nothing ready: steal, park, and unpark."""
         if self._woken:
             self._woken.clear()  # about to park, which releases the GIL anyway
-        timeout = self._before_park(timeout)
-        if timeout is None and self.runtime.detect_deadlocks and self.parked:
-            timeout = _deadlock_watch(self)
+        # The loop has nothing ready: this worker is idle. Steal, or park. (This runs
+        # once per message between two workers, so it is written out in one function.)
+        self._batch = 1  # see __init__
+        runtime = self.runtime
+        retry: float | None = None
+        look = self.spinning  # woken to look: steal_into() hands the token back
+        if not look:
+            for w in runtime.workers:  # usually nothing is queued anywhere
+                if w is not self and (w.runq or w.runnext is not None):
+                    look = True
+                    break
+        if look:
+            retry = runtime.steal_into(self)
+        if retry == 0.0:
+            timeout = 0
+        else:
+            lock = self.lock
+            lock.acquire()
+            try:
+                if self.inbox or self.runq or self.runnext is not None or self.closed:
+                    timeout = 0
+                else:
+                    self.parked = True
+            finally:
+                lock.release()
+            if timeout != 0 and retry is not None and (timeout is None or retry < timeout):
+                timeout = retry
+        if timeout is None and runtime.detect_deadlocks and self.parked:
+            # The watch's first test (_deadlock.all_parked), inlined: between two busy
+            # workers another one is usually running, or woken, and the watch is reset.
+            for w in runtime.workers:
+                if w is not self and (not w.parked or w.notified):
+                    runtime._watch = None
+                    break
+            else:
+                timeout = _deadlock_watch(self)
         if self.inbox:
             timeout = 0  # posted meanwhile: the drain below runs it
         if self.runq or self.runnext is not None:
@@ -386,9 +426,11 @@ class Worker:
             # Nothing happened here during that select (for the deadlock watch).
             self._quiet = not events and not self.inbox
             if self.parked:
-                with self.lock:
-                    self.parked = False
-                    self.notified = False
+                lock = self.lock  # not `with`: once per wake-up
+                lock.acquire()
+                self.parked = False
+                self.notified = False
+                lock.release()
             # Posted callbacks (mostly: resolve the future of a goroutine that another
             # thread handed a value to) run right here, so the callbacks they schedule
             # (that goroutine's next step) run in this same loop iteration, not one
@@ -447,20 +489,6 @@ class Worker:
                     return
                 _nap(SETTLE_POLL)
 
-    def _before_park(self, timeout: float | None) -> float | None:
-        # The loop has nothing ready: this worker is idle. Steal, or park.
-        self._batch = 1  # see __init__
-        retry = self.runtime.steal_into(self)
-        if retry == 0.0:
-            return 0.0
-        with self.lock:
-            if self.has_queued() or self.closed:
-                return 0.0
-            self.parked = True
-        if retry is not None and (timeout is None or retry < timeout):
-            timeout = retry
-        return timeout
-
     def tick(self) -> None:
         """Run posted callbacks, then start a batch of queued goroutines."""
         self._tick_scheduled = False
@@ -475,20 +503,17 @@ class Worker:
         if self.inbox:
             self._drain_inbox()
         runtime = self.runtime
-        # How many to start. The batch grows (doubling) while the last one ran quickly,
+        # How many to start. A goroutine started here can never move: if it blocks this
+        # thread, the ones started with it wait too, while those left queued can still
+        # be stolen. So with other workers a tick starts one (even a worker that is busy
+        # now may be idle by the time this one blocks; a batch of up to 8 was tried, and
+        # pinned two goroutines that block behind each other). A lone worker has nobody
+        # to hand work to: its batch grows (doubling) while the last one ran quickly,
         # less than FAST_TICK per goroutine between ticks, which also bounds how long
-        # started goroutines hold up I/O on this loop; a slow tick resets it to 1. A
-        # goroutine started here can never move: if it blocks this thread, the ones
-        # started with it wait too, while those left queued can still be stolen. So
-        # with other workers to hand work to, the batch stays small (MAX_SHARED_BATCH):
-        # a goroutine that blocks right after goroutines that all yielded at once
-        # pins at most that many behind it, while the loop still starts a steady
-        # stream of short goroutines a batch per iteration, not one.
-        # Only a full batch that ran quickly doubles it: an empty tick proves nothing.
+        # started goroutines hold up I/O on this loop; a slow tick resets it to 1. Only
+        # a full batch that ran quickly doubles it: an empty tick proves nothing.
         batch = self._batch
-        if self._stolen_left:
-            batch = 1  # goroutines it stole: one at a time (see __init__)
-        elif self._started_last == batch and interval < FAST_TICK * batch:
+        if self._started_last == batch and interval < FAST_TICK * batch:
             batch = min(batch * 2, self._max_batch)
         else:
             batch = 1
@@ -513,8 +538,6 @@ class Worker:
         if g is not None:
             g._start(self)
             self._started_last = 1 + len(taken)
-            if self._stolen_left:
-                self._stolen_left -= 1
         else:
             self._started_last = 0
         for g in taken:
@@ -538,11 +561,21 @@ class Worker:
             self._idle_without_selector()
 
     def _drain_inbox(self) -> None:
-        with self.lock:
-            inbox = self.inbox
-            self.inbox = deque()
+        # The new deque is made before taking the lock: an allocation may run the garbage
+        # collector, and a finalizer it runs may post to this worker.
+        fresh: deque[tuple[Callable[..., object], tuple[Any, ...]]] = deque()
+        lock = self.lock
+        lock.acquire()
+        inbox = self.inbox
+        self.inbox = fresh
+        lock.release()
         for fn, args in inbox:
-            self._run_callback(fn, args)
+            try:
+                fn(*args)
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                self._callback_failed(fn, exc)
 
     def _idle_without_selector(self) -> None:
         # uvloop: there is no select() to hook, so a tick that found nothing to start is
@@ -557,23 +590,22 @@ class Worker:
         if retry is not None:
             self.loop.call_later(retry, self.tick)
 
-    def _run_callback(self, fn: Callable[..., object], args: tuple[Any, ...]) -> None:
-        try:
-            fn(*args)
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self.loop.call_exception_handler(
-                {
-                    "message": f"Exception in callback {fn!r} posted to gorun worker {self.index}",
-                    "exception": exc,
-                }
-            )
+    def _callback_failed(self, fn: Callable[..., object], exc: BaseException) -> None:
+        self.loop.call_exception_handler(
+            {
+                "message": f"Exception in callback {fn!r} posted to gorun worker {self.index}",
+                "exception": exc,
+            }
+        )
 
 
 def _deadlock_watch(worker: Worker) -> float | None:
+    # Replaced by _deadlock.watch itself on first use (a function-level import per park
+    # costs more than the watch's usual early return).
+    global _deadlock_watch
     from ._deadlock import watch
 
+    _deadlock_watch = watch
     return watch(worker)
 
 

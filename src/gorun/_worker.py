@@ -401,14 +401,20 @@ class Worker:
             if timeout != 0 and retry is not None and (timeout is None or retry < timeout):
                 timeout = retry
         if timeout is None and runtime.detect_deadlocks and self.parked:
-            # The watch's first test (_deadlock.all_parked), inlined: between two busy
-            # workers another one is usually running, or woken, and the watch is reset.
-            for w in runtime.workers:
-                if w is not self and (not w.parked or w.notified):
-                    runtime._watch = None
-                    break
+            # Two of the watch's tests, inlined, since a loop parks once per message or
+            # I/O event: a loop that watches a file descriptor besides its own wake-up
+            # pipe (a server, a stream) may be woken by I/O (_deadlock.loops_quiet), and
+            # between two busy workers another one is usually running, or woken
+            # (_deadlock.all_parked). Either way the watch is reset.
+            if len(selector._fd_to_key) > 1:
+                runtime._watch = None
             else:
-                timeout = _deadlock_watch(self)
+                for w in runtime.workers:
+                    if w is not self and (not w.parked or w.notified):
+                        runtime._watch = None
+                        break
+                else:
+                    timeout = _deadlock_watch(self)
         if self.inbox:
             timeout = 0  # posted meanwhile: the drain below runs it
         if self.runq or self.runnext is not None:

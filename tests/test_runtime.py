@@ -101,10 +101,10 @@ def test_with_the_gil_a_loop_that_keeps_iterating_keeps_its_goroutines() -> None
     assert sum(w.stolen for w in stats.workers) == 0
 
 
-def test_idle_workers_take_a_backlog_from_a_busy_loop_only_without_the_gil() -> None:
-    # The same fan-out with no threshold at all: where the backlog alone is enough (a
-    # free-threaded build), or where every loop counts as stuck at once, idle workers
-    # take their share.
+def test_idle_workers_take_a_backlog_from_a_loop_that_counts_as_stuck() -> None:
+    # The same fan-out with no stuck threshold at all (every loop counts as stuck at
+    # once, as a backlog alone does on a free-threaded build): idle workers take their
+    # share.
     async def item(i: int) -> int:
         await asyncio.sleep(0)
         return _busy(CPU_ITEM // 10) + i

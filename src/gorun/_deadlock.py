@@ -68,8 +68,13 @@ def watch(worker: Worker) -> float | None:
     rt = worker.runtime
     previous = rt._watch
     rt._watch = None
-    # all_parked() first: it fails at once in the common case, a worker that just woke
-    # another one (every message between two workers parks here).
+    # Cheap tests first, since a loop parks once per message or I/O event: a loop that
+    # watches a file descriptor besides its wake-up pipe (a server) may be woken by I/O
+    # (loops_quiet's test, on this loop alone), and between two busy workers another
+    # one is usually running or woken (all_parked).
+    loop: Any = worker.loop
+    if len(loop._selector.get_map()) > 1:
+        return None
     if not all_parked(rt, worker) or not loops_quiet(rt):
         return None
     others = tuple(w.selects for w in rt.workers if w is not worker)

@@ -221,13 +221,7 @@ class Solo:
             if not fut.done():
                 fut.set_result(None)
         else:
-            # call_in_loop(), inlined for gorun workers: once per message between loops
-            loop: Any = self.loop
-            worker = getattr(loop, "_gorun_worker", None)
-            if worker is not None and worker.loop is loop:
-                worker.post(_resolve, fut)
-            else:
-                call_in_loop(loop, _resolve, fut)
+            call_in_loop(self.loop, _resolve, fut)  # type: ignore[arg-type]
 
     def sleep_blocking(self, timeout: float | None) -> bool:
         return self.event.wait(timeout)

@@ -269,8 +269,8 @@ class Worker:
 
         Returns False if the worker has shut down, in which case nothing will run.
         """
-        # This runs once per message between workers: current_worker(), the lock's
-        # `with` and _claim_wake() are inlined (each a Python call or two less).
+        # This runs once per message between workers: current_worker() and the lock's
+        # `with` are inlined (a Python call or two less each).
         me: Worker | None = getattr(_tls, "worker", None)
         if me is self:
             try:
@@ -285,11 +285,8 @@ class Worker:
             if self.closed:
                 return False
             self.inbox.append(item)
-            # _claim_wake(), inlined
-            if self.notified or (self.parks_in_selector and not self.parked):
+            if not self._claim_wake():
                 return True
-            self.notified = True
-            self.wakeups += 1
         finally:
             lock.release()
         if me is not None and me._defer_wakes:
@@ -328,7 +325,6 @@ class Worker:
 
     def _claim_wake(self) -> bool:
         # Called with self.lock held: decide whether this poster must wake the worker.
-        # (Inlined in post(): keep the two alike.)
         if self.notified:
             return False
         if self.parks_in_selector and not self.parked:
@@ -374,18 +370,10 @@ class Worker:
         if self._woken:
             self._woken.clear()  # about to park, which releases the GIL anyway
         # The loop has nothing ready: this worker is idle. Steal, or park. (This runs
-        # once per message between two workers, so it is written out in one function.)
+        # once per message between two workers: no helper calls beyond these two.)
         self._batch = 1  # see __init__
         runtime = self.runtime
-        retry: float | None = None
-        look = self.spinning  # woken to look: steal_into() hands the token back
-        if not look:
-            for w in runtime.workers:  # usually nothing is queued anywhere
-                if w is not self and (w.runq or w.runnext is not None):
-                    look = True
-                    break
-        if look:
-            retry = runtime.steal_into(self)
+        retry = runtime.steal_into(self)
         if retry == 0.0:
             timeout = 0
         else:
@@ -401,20 +389,7 @@ class Worker:
             if timeout != 0 and retry is not None and (timeout is None or retry < timeout):
                 timeout = retry
         if timeout is None and runtime.detect_deadlocks and self.parked:
-            # Two of the watch's tests, inlined, since a loop parks once per message or
-            # I/O event: a loop that watches a file descriptor besides its own wake-up
-            # pipe (a server, a stream) may be woken by I/O (_deadlock.loops_quiet), and
-            # between two busy workers another one is usually running, or woken
-            # (_deadlock.all_parked). Either way the watch is reset.
-            if len(selector._fd_to_key) > 1:
-                runtime._watch = None
-            else:
-                for w in runtime.workers:
-                    if w is not self and (not w.parked or w.notified):
-                        runtime._watch = None
-                        break
-                else:
-                    timeout = _deadlock_watch(self)
+            timeout = _deadlock_watch(self)
         if self.inbox:
             timeout = 0  # posted meanwhile: the drain below runs it
         if self.runq or self.runnext is not None:

@@ -250,6 +250,46 @@ def test_unbuffered_send_waits_for_a_receiver_on_one_loop() -> None:
     assert gorun.run(main(), procs=1) == [["sending"], False, 0, 7, ["sending", "sent"]]
 
 
+async def _hand_offs(rounds: int) -> None:
+    # Blocked sends and receives (unbuffered and buffered) and selects that park.
+    ping, pong, buf = gorun.Chan[int](), gorun.Chan[int](), gorun.Chan[int](1)
+
+    async def echo() -> None:
+        for _ in range(rounds):
+            await pong.send(await ping.recv())
+            _, v = await gorun.select(buf.recv, pong.recv)
+            await gorun.select((pong.send, v))
+
+    g = asyncio.ensure_future(echo())
+    for i in range(rounds):
+        await ping.send(i)
+        assert await pong.recv() == i
+        await asyncio.sleep(0)
+        await buf.send(i)
+        assert await pong.recv() == i
+    await g
+
+
+@pytest.mark.parametrize("on", ["gorun", "asyncio"])
+def test_hand_offs_leave_nothing_for_the_garbage_collector(on: str) -> None:
+    # A blocked operation and its future are freed as soon as it completes: a reference
+    # cycle per hand-off would make the collector run every few hundred messages.
+    async def main() -> int:
+        await _hand_offs(5)  # warm up: first-use caches are not garbage
+        gc.collect()
+        gc.disable()
+        try:
+            await _hand_offs(200)
+            return gc.collect()
+        finally:
+            gc.enable()
+
+    if on == "gorun":
+        assert gorun.run(main(), procs=1) == 0
+    else:
+        assert asyncio.run(main()) == 0
+
+
 def test_unbuffered_rendezvous_across_workers() -> None:
     pin = pinner(2)
 

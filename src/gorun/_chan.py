@@ -31,9 +31,7 @@ from ._waiter import (
     note_plain_thread,
     rearm_cancel,
 )
-
-_get_running_loop = asyncio.get_running_loop
-_get_running_loop_or_none = asyncio._get_running_loop
+from ._worker import loop_here
 
 T = TypeVar("T")
 
@@ -160,7 +158,7 @@ class Chan(Generic[T]):
             Closed: the channel is closed.
             WouldBlock: no receiver is waiting and the buffer is full.
         """
-        if _get_running_loop_or_none() is None:
+        if loop_here() is None:
             note_plain_thread()
         with self._lock:
             got = self._try_send(value)
@@ -200,7 +198,7 @@ class Chan(Generic[T]):
                 if len(self._buf) < self._cap:
                     self._buf.append(value)
                     return
-                op = new_solo(_get_running_loop(), value)
+                op = new_solo(loop_here(), value)
                 self._sendq.append(op)
         finally:
             lock.release()
@@ -258,7 +256,7 @@ class Chan(Generic[T]):
             Closed: the channel is closed and drained.
             WouldBlock: nothing buffered and no sender waiting.
         """
-        if _get_running_loop_or_none() is None:
+        if loop_here() is None:
             note_plain_thread()
         with self._lock:
             got = self._try_recv()
@@ -282,7 +280,7 @@ class Chan(Generic[T]):
         try:
             got = self._try_recv()
             if got is None:
-                op = new_solo(_get_running_loop(), None)
+                op = new_solo(loop_here(), None)
                 self._recvq.append(op)
         finally:
             lock.release()
@@ -321,7 +319,7 @@ class Chan(Generic[T]):
                         break
                 else:
                     sender = None
-                    op = new_solo(_get_running_loop(), None)
+                    op = new_solo(loop_here(), None)
                     self._recvq.append(op)
                 got = None
         finally:
@@ -415,7 +413,7 @@ class Chan(Generic[T]):
         Raises:
             Closed: the channel was already closed.
         """
-        if _get_running_loop_or_none() is None:
+        if loop_here() is None:
             note_plain_thread()
         with self._lock:
             if self._closed:

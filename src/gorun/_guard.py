@@ -21,7 +21,7 @@ import contextlib
 import threading
 from typing import Any
 
-from ._worker import ParkingSelector, current_worker
+from ._worker import ParkingSelector, WorkerLoop, current_worker
 
 FIX = (
     "asyncio objects (futures, Events, Locks, Queues, transports, client sessions) "
@@ -70,7 +70,7 @@ def explain(exc: BaseException, worker_index: int | None) -> None:
         exc.add_note(note)
 
 
-class GuardedLoop(asyncio.SelectorEventLoop):
+class GuardedLoop(WorkerLoop):
     """A selector loop whose debug-mode thread check names the worker and the fix."""
 
     def _check_thread(self) -> None:

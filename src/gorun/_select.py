@@ -17,7 +17,7 @@ from collections import deque
 from typing import Any
 
 from ._chan import Chan, Closed
-from ._waiter import CANCELLED, Parker, Queued, Waiter, rearm_cancel
+from ._waiter import CANCELLED, TAKEN, Parker, Queued, Waiter, rearm_cancel
 
 _RECV, _RECV_OK, _SEND = "recv", "recv_ok", "send"
 
@@ -168,6 +168,9 @@ async def select(*cases: Any, default: bool = False) -> tuple[int, Any]:
     else:
         _dequeue(queued, parker.winner)
     winner: Waiter = parker.winner
+    # The parker and its winner refer to each other: break the cycle, so that both are
+    # freed at once rather than by the garbage collector. (The parker stays decided.)
+    parker.winner = TAKEN
     kind = ops[winner.case][0]
     if kind == _SEND:
         if winner.closed:

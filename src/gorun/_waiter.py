@@ -23,8 +23,8 @@ import weakref
 from typing import Any
 
 from ._runtime import call_in_loop
+from ._worker import loop_here
 
-_get_running_loop = asyncio._get_running_loop
 _monotonic = time.monotonic
 
 # The last wait's start time, shared by the waits that start within the same millisecond:
@@ -132,7 +132,7 @@ class Parker:
         if self.fut is not None:
             loop = self.loop
             assert loop is not None
-            if asyncio._get_running_loop() is loop:
+            if loop_here() is loop:
                 if not self.fut.done():
                     self.fut.set_result(None)
             else:
@@ -152,7 +152,12 @@ class Parker:
         return self.event.wait(timeout)
 
 
+#: A parker's winner when the operation itself gave up (cancellation or timeout).
 CANCELLED = "cancelled"
+#: A plain operation's winner once a counterparty (or close()) completed it. Not the
+#: operation itself: an object that refers to itself is freed only by the garbage
+#: collector, and a channel makes one per blocked send or receive.
+TAKEN = "taken"
 
 
 class Waiter:
@@ -206,7 +211,7 @@ class Solo:
     def claim(self, waiter: Any = None) -> bool:
         if self.winner is not None:
             return False
-        self.winner = self if waiter is None else waiter
+        self.winner = TAKEN if waiter is None else waiter
         return True
 
     @property
@@ -217,7 +222,7 @@ class Solo:
         fut = self.fut
         if fut is None:
             self.event.set()
-        elif _get_running_loop() is self.loop:
+        elif loop_here() is self.loop:
             if not fut.done():
                 fut.set_result(None)
         else:
@@ -230,11 +235,17 @@ class Solo:
 _new = object.__new__
 
 
-def new_solo(loop: asyncio.AbstractEventLoop, value: Any) -> Solo:
+def new_solo(loop: asyncio.AbstractEventLoop | None, value: Any) -> Solo:
     """``Solo(loop, value)`` at about half the cost (no Python-level ``__init__`` call).
 
-    For the channel's hot paths; the fields set here must match ``Solo.__init__``.
+    For the channel's hot paths, where *loop* is :func:`loop_here`; the fields set here
+    must match ``Solo.__init__``.
+
+    Raises:
+        RuntimeError: *loop* is None: the await runs outside an event loop.
     """
+    if loop is None:
+        raise RuntimeError("no running event loop")
     op: Solo = _new(Solo)
     op.loop = loop
     op.fut = loop.create_future()

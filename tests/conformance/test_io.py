@@ -213,3 +213,31 @@ def test_subprocess_stdin_roundtrip_and_exit_code(runner: Backend) -> None:
         return out, await proc.wait()
 
     assert runner.run(case) == (b"GORUN", 3)
+
+
+def test_reader_fires_while_the_loop_is_busy(runner: Backend) -> None:
+    # A loop that always has callbacks ready still watches its files at every
+    # iteration (gorun skips the poll only for a loop that watches no file).
+    async def case() -> bool:
+        loop = asyncio.get_running_loop()
+        a, b = socket.socketpair()
+        with a, b:
+            a.setblocking(False)
+            got: asyncio.Future[bytes] = loop.create_future()
+
+            def on_readable() -> None:
+                if not got.done():
+                    got.set_result(a.recv(100))
+
+            loop.add_reader(a, on_readable)
+            try:
+                b.send(b"ready")
+                spins = 0
+                while not got.done() and spins < 1000:  # never idle: sleep(0) only
+                    spins += 1
+                    await asyncio.sleep(0)
+            finally:
+                loop.remove_reader(a)
+        return got.done() and spins <= 5
+
+    assert runner.run(case) is True

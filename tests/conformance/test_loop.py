@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import sys
 from typing import Any
 
 import pytest
@@ -99,3 +102,33 @@ def test_running_loop_is_consistent(runner: Backend) -> None:
         )
 
     assert runner.run(case) == (True, True, True, True)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no add_signal_handler on Windows")
+def test_signal_handler_runs_while_the_loop_is_busy(runner: Backend) -> None:
+    # A signal reaches an asyncio handler as a byte on the loop's self-pipe: a loop that
+    # always has callbacks ready must still read it (gorun's loops skip their poll when
+    # busy only while they have no signal handler and watch no file).
+    if not runner.case_on_main_thread:
+        pytest.skip("signal handlers belong to the main thread's loop")
+
+    async def case() -> bool:
+        loop = asyncio.get_running_loop()
+        got: asyncio.Future[None] = loop.create_future()
+
+        def on_signal() -> None:
+            if not got.done():
+                got.set_result(None)
+
+        loop.add_signal_handler(signal.SIGUSR1, on_signal)
+        try:
+            os.kill(os.getpid(), signal.SIGUSR1)
+            spins = 0
+            while not got.done() and spins < 1000:  # never idle: sleep(0) only
+                spins += 1
+                await asyncio.sleep(0)
+        finally:
+            loop.remove_signal_handler(signal.SIGUSR1)
+        return got.done() and spins <= 5
+
+    assert runner.run(case) is True

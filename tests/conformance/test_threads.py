@@ -105,3 +105,27 @@ def test_call_soon_threadsafe_from_plain_thread(runner: Backend) -> None:
         )
 
     assert runner.run(case) == (True, True, "joined")
+
+
+def test_call_soon_threadsafe_runs_while_the_loop_is_busy(runner: Backend) -> None:
+    async def case() -> bool:
+        loop = asyncio.get_running_loop()
+        ran = threading.Event()
+        posted = threading.Event()
+
+        def thread_main() -> None:
+            loop.call_soon_threadsafe(ran.set)
+            posted.set()
+
+        thread = threading.Thread(target=thread_main, name="conformance-poster")
+        thread.start()
+        while not posted.is_set():  # noqa: ASYNC110 - the point: never idle, sleep(0) only
+            await asyncio.sleep(0)
+        spins = 0
+        while not ran.is_set() and spins < 1000:
+            spins += 1
+            await asyncio.sleep(0)
+        await asyncio.to_thread(thread.join)
+        return ran.is_set() and spins <= 2
+
+    assert runner.run(case) is True

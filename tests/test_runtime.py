@@ -6,7 +6,9 @@ import asyncio
 import contextlib
 import contextvars
 import gc
+import select
 import threading
+import time
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -473,6 +475,47 @@ def test_a_failing_callback_is_reported_and_the_worker_keeps_serving() -> None:
 
     assert gorun.run(main(), procs=2) is True
     assert any(isinstance(r.get("exception"), ZeroDivisionError) for r in reports)
+
+
+def test_a_flood_of_wake_ups_runs_every_callback_and_the_worker_parks_again() -> None:
+    # Each call_soon_threadsafe writes a byte to the loop's self-pipe. A parked worker
+    # reads the bytes itself, more than one read takes here: no callback may be lost,
+    # and the worker must come to rest, parked with nothing left to read.
+    n = 20_000
+
+    async def main() -> tuple[int, bool]:
+        home = asyncio.get_running_loop()
+        assert isinstance(home, gorun.Loop)
+        worker = home.runtime.workers[1]
+        if not worker.parks_in_selector:
+            pytest.skip("uvloop workers have no self-pipe of gorun's")
+        loop = worker.loop
+        wake_sock: Any = getattr(loop, "_ssock")  # noqa: B009 - private, untyped
+        ran = [0]
+        all_ran = threading.Event()
+
+        def bump() -> None:
+            ran[0] += 1
+            if ran[0] == n:
+                all_ran.set()
+
+        def flood() -> None:
+            for _ in range(n):
+                loop.call_soon_threadsafe(bump)
+
+        def at_rest() -> bool:
+            deadline = time.monotonic() + TIMEOUT
+            while time.monotonic() < deadline:
+                if worker.parked and not select.select([wake_sock], [], [], 0)[0]:
+                    return True
+                time.sleep(0.001)
+            return False
+
+        await asyncio.to_thread(flood)
+        await asyncio.to_thread(all_ran.wait, TIMEOUT)
+        return ran[0], await asyncio.to_thread(at_rest)
+
+    assert gorun.run(main(), procs=2) == (n, True)
 
 
 def test_debug_mode_reaches_every_worker() -> None:

@@ -73,7 +73,7 @@ def watch(worker: Worker) -> float | None:
     # (loops_quiet's test, on this loop alone), and between two busy workers another
     # one is usually running or woken (all_parked).
     loop: Any = worker.loop
-    if len(loop._selector.get_map()) > 1:
+    if len(loop._selector._fd_to_key) > 1:  # get_map(), without making the mapping
         return None
     if not all_parked(rt, worker) or not loops_quiet(rt):
         return None

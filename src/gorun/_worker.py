@@ -26,6 +26,7 @@ import contextlib
 import contextvars
 import select
 import selectors
+import socket
 import sys
 import threading
 import time
@@ -126,6 +127,9 @@ class ParkingSelector(_BaseSelector):  # type: ignore[misc,valid-type]
         # The loop's signal handlers (set by Worker.attach): a signal reaches them as a
         # byte on the self-pipe, so while there are any, every select polls.
         self.signals: dict[int, Any] = {}
+        # The read end of the loop's self-pipe, and its fd (set by Worker.attach).
+        self.wake_sock: socket.socket | None = None
+        self.wake_fd = -1
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
         w = self.worker
@@ -255,6 +259,10 @@ class Worker:
             signals = getattr(loop, "_signal_handlers", None)
             if signals is not None:
                 selector.signals = signals
+            wake_sock = getattr(loop, "_ssock", None)
+            if isinstance(wake_sock, socket.socket):
+                selector.wake_sock = wake_sock
+                selector.wake_fd = wake_sock.fileno()
             self._wake_fn = loop._write_to_self  # type: ignore[attr-defined]
             self.kind = "asyncio"
             self._defer_wakes = GIL_ENABLED
@@ -465,6 +473,8 @@ class Worker:
         events: list[tuple[selectors.SelectorKey, int]] = []
         try:
             events = _base_select(selector, timeout)
+            if events and selector.wake_sock is not None and not selector.signals:
+                return _take_wake_byte(selector, events)
             return events
         finally:
             # Busy from now on: the time spent waiting for the GIL to come back after
@@ -608,15 +618,14 @@ class Worker:
             self._idle_without_selector()
 
     def _drain_inbox(self) -> None:
-        # The new deque is made before taking the lock: an allocation may run the garbage
-        # collector, and a finalizer it runs may post to this worker.
-        fresh: deque[tuple[Callable[..., object], tuple[Any, ...]]] = deque()
-        lock = self.lock
-        lock.acquire()
+        # No lock: this thread is the only one that takes from the inbox, and a deque's
+        # append and popleft are atomic (under the GIL, and by the deque's own lock on a
+        # free-threaded build). Only what was posted before the drain began runs now:
+        # what the callbacks post to this worker waits for the next drain.
         inbox = self.inbox
-        self.inbox = fresh
-        lock.release()
-        for fn, args in inbox:
+        popleft = inbox.popleft
+        for _ in range(len(inbox)):
+            fn, args = popleft()
             try:
                 fn(*args)
             except (SystemExit, KeyboardInterrupt):
@@ -654,6 +663,28 @@ def _deadlock_watch(worker: Worker) -> float | None:
 
     _deadlock_watch = watch
     return watch(worker)
+
+
+def _take_wake_byte(
+    selector: ParkingSelector, events: list[tuple[selectors.SelectorKey, int]]
+) -> list[tuple[selectors.SelectorKey, int]]:
+    # The wake-up bytes (gorun's, or call_soon_threadsafe's) only end the select: their
+    # callback is queued already. Read them here, in one recv, rather than through
+    # asyncio's reader callback for the self-pipe, which costs a Handle run and a second
+    # recv that ends in BlockingIOError, about a tenth of a message between workers.
+    # Bytes left over (more than one recv takes) keep the pipe readable: the next
+    # select returns at once and reads on. Not while the loop has signal handlers: a
+    # byte may then be a signal number for asyncio to dispatch.
+    fd = selector.wake_fd
+    for i, (key, _) in enumerate(events):
+        if key.fd == fd:
+            try:  # noqa: SIM105 - contextlib.suppress is three Python calls more per wake-up
+                selector.wake_sock.recv(4096)  # type: ignore[union-attr]
+            except (InterruptedError, BlockingIOError):
+                pass
+            del events[i]
+            break
+    return events
 
 
 def _noop() -> None:

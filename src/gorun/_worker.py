@@ -135,10 +135,10 @@ class ParkingSelector(_BaseSelector):  # type: ignore[misc,valid-type]
         w = self.worker
         if w is None:
             return _base_select(self, timeout)
-        if w._deferred:
-            w.flush_wakes()
         if timeout != 0:
             return w.select_idle(self, timeout)
+        if w._deferred:
+            w.flush_wakes()
         # The loop has callbacks ready: it is busy. This runs once per loop iteration,
         # so it does as little as it can: let woken workers and other busy ones have
         # the GIL now and then, and notice posted work.
@@ -441,8 +441,6 @@ class Worker:
         self, selector: ParkingSelector, timeout: float | None
     ) -> list[tuple[selectors.SelectorKey, int]]:
         """The loop's select when it has nothing ready: steal, park, and unpark."""
-        if self._woken:
-            self._woken.clear()  # about to park, which releases the GIL anyway
         # The loop has nothing ready: this worker is idle. Steal, or park. (This runs
         # once per message between two workers: no helper calls beyond these two.)
         self._batch = 1  # see __init__
@@ -469,6 +467,13 @@ class Worker:
         if self.runq or self.runnext is not None:
             self.schedule_tick()
             timeout = 0
+        # Wake-ups held back (see defer_wake) go out last, as close as can be to the
+        # select that releases the GIL: a worker woken earlier would wake only to wait
+        # for the GIL while this one still steals, parks and watches.
+        if self._deferred:
+            self.flush_wakes()
+        if self._woken:
+            self._woken.clear()  # about to park, which releases the GIL anyway
         self.selects += 1
         events: list[tuple[selectors.SelectorKey, int]] = []
         try:

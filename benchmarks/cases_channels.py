@@ -210,6 +210,48 @@ def call_soon_threadsafe_round_trip(n: int) -> float:
         other.close()
 
 
+def task_to_task_round_trip(n: int) -> float:
+    """Two tasks on two loops: each hop resolves the other task's future by
+    ``call_soon_threadsafe``. The least a hand-off between tasks on two loops costs with
+    asyncio alone: the raw round trip plus the two task steps."""
+    other = _LoopThread()
+
+    async def main() -> float:
+        here = asyncio.get_running_loop()
+        # The echo task's pending future; set on the echo's loop before it awaits, and
+        # read there by the posted callback, which runs after that step.
+        slot: list[asyncio.Future[tuple[int, asyncio.Future[int]]]] = []
+        started = threading.Event()
+
+        async def echo() -> None:
+            loop = asyncio.get_running_loop()
+            for _ in range(n):
+                waiter: asyncio.Future[tuple[int, asyncio.Future[int]]] = loop.create_future()
+                slot[:] = [waiter]
+                started.set()
+                value, reply = await waiter
+                here.call_soon_threadsafe(reply.set_result, value)
+
+        def deliver(value: int, reply: asyncio.Future[int]) -> None:
+            slot[0].set_result((value, reply))
+
+        done = asyncio.wrap_future(asyncio.run_coroutine_threadsafe(echo(), other.loop))
+        started.wait()  # its first future is in the slot
+        start = time.perf_counter()
+        for i in range(n):
+            reply = here.create_future()
+            other.loop.call_soon_threadsafe(deliver, i, reply)
+            await reply
+        elapsed = time.perf_counter() - start
+        await done
+        return elapsed
+
+    try:
+        return asyncio.run(main())
+    finally:
+        other.close()
+
+
 def gorun_chan_cross_loop(n: int) -> float:
     """Two gorun.Chan between goroutines on two workers."""
 
@@ -364,6 +406,7 @@ def cases() -> list[Case]:
             baseline="raw call_soon_threadsafe",
             peers={
                 "raw call_soon_threadsafe": call_soon_threadsafe_round_trip,
+                "two tasks, futures + call_soon_threadsafe": task_to_task_round_trip,
                 "gorun.Chan across two workers": gorun_chan_cross_loop,
                 "culsans.Queue(1) across two loops": culsans_cross_loop,
             },

@@ -477,10 +477,18 @@ def test_a_failing_callback_is_reported_and_the_worker_keeps_serving() -> None:
     assert any(isinstance(r.get("exception"), ZeroDivisionError) for r in reports)
 
 
-def test_a_flood_of_wake_ups_runs_every_callback_and_the_worker_parks_again() -> None:
+@pytest.mark.parametrize("poll", ["epoll inline", "selector.select"])
+def test_a_flood_of_wake_ups_runs_every_callback_and_the_worker_parks_again(
+    poll: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Each call_soon_threadsafe writes a byte to the loop's self-pipe. A parked worker
     # reads the bytes itself, more than one read takes here: no callback may be lost,
-    # and the worker must come to rest, parked with nothing left to read.
+    # and the worker must come to rest, parked with nothing left to read. Both ways of
+    # polling: epoll's, inline (Linux), and any other selector's select().
+    if poll == "epoll inline" and gorun._worker._epoll_poll is None:
+        pytest.skip("the default selector is not epoll")
+    if poll == "selector.select":
+        monkeypatch.setattr(gorun._worker, "_epoll_poll", None)
     n = 20_000
 
     async def main() -> tuple[int, bool]:

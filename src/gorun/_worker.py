@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import math
 import select
 import selectors
 import socket
@@ -110,6 +111,12 @@ def set_current_worker(worker: Worker | None) -> Worker | None:
 
 _BaseSelector: type[selectors.BaseSelector] = selectors.DefaultSelector
 _base_select = _BaseSelector.select
+# epoll's poll(), when the default selector is EpollSelector (Linux): see select_parked.
+_epoll_poll: Callable[..., list[tuple[int, int]]] | None = None
+_EPOLLIN = _EPOLLOUT = 0
+if getattr(selectors, "EpollSelector", None) is _BaseSelector:
+    _epoll_poll = select.epoll.poll
+    _EPOLLIN, _EPOLLOUT = select.EPOLLIN, select.EPOLLOUT
 
 
 class ParkingSelector(_BaseSelector):  # type: ignore[misc,valid-type]
@@ -130,6 +137,67 @@ class ParkingSelector(_BaseSelector):  # type: ignore[misc,valid-type]
         # The read end of the loop's self-pipe, and its fd (set by Worker.attach).
         self.wake_sock: socket.socket | None = None
         self.wake_fd = -1
+        self.got_any = False  # see select_parked
+
+    def select_parked(
+        self, timeout: float | None
+    ) -> list[tuple[selectors.SelectorKey, int]]:
+        """``select(timeout)`` for a worker with nothing to do, minus the wake-up bytes.
+
+        A wake-up byte (gorun's, or ``call_soon_threadsafe``'s) only ends the select:
+        the callback it announces is queued already. The bytes are read here, in one
+        ``recv``, not by asyncio's reader callback for the self-pipe, which costs a
+        Handle run and a second ``recv`` that ends in BlockingIOError: with the Python
+        code of ``EpollSelector.select`` done inline, a sixteenth of a message between
+        workers. Bytes left over keep the pipe readable: the next select returns at
+        once and reads on. Not while the loop has signal handlers, whose numbers come
+        as such bytes for asyncio to dispatch. ``got_any``: whether anything came, a
+        wake-up byte included (for the deadlock watch).
+        """
+        self.got_any = False
+        wake_fd = self.wake_fd if not self.signals else -1
+        if _epoll_poll is None or wake_fd < 0:
+            events = _base_select(self, timeout)
+            self.got_any = bool(events)
+            for i, (key, _) in enumerate(events):
+                if key.fd == wake_fd:
+                    self._read_wake_bytes()
+                    del events[i]
+                    break
+            return events
+        # EpollSelector.select, inline.
+        if timeout is None:
+            timeout = -1
+        elif timeout <= 0:
+            timeout = 0
+        else:
+            timeout = math.ceil(timeout * 1e3) * 1e-3  # epoll counts milliseconds
+        fd_to_key = self._fd_to_key
+        try:
+            ready = _epoll_poll(self._selector, timeout, max(len(fd_to_key), 1))
+        except InterruptedError:
+            return []
+        self.got_any = bool(ready)
+        events = []
+        for fd, flags in ready:
+            if fd == wake_fd:
+                self._read_wake_bytes()
+                continue
+            key = fd_to_key.get(fd)
+            if key is not None:
+                mask = 0
+                if flags & ~_EPOLLIN:
+                    mask |= selectors.EVENT_WRITE
+                if flags & ~_EPOLLOUT:
+                    mask |= selectors.EVENT_READ
+                events.append((key, mask & key.events))
+        return events
+
+    def _read_wake_bytes(self) -> None:
+        try:  # noqa: SIM105 - contextlib.suppress is three Python calls more per wake-up
+            self.wake_sock.recv(4096)  # type: ignore[union-attr]
+        except (InterruptedError, BlockingIOError):
+            pass
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
         w = self.worker
@@ -477,16 +545,14 @@ class Worker:
         self.selects += 1
         events: list[tuple[selectors.SelectorKey, int]] = []
         try:
-            events = _base_select(selector, timeout)
-            if events and selector.wake_sock is not None and not selector.signals:
-                return _take_wake_byte(selector, events)
+            events = selector.select_parked(timeout)
             return events
         finally:
             # Busy from now on: the time spent waiting for the GIL to come back after
             # the select does not count (see _share_gil).
             self._busy_since = self.last_select = _perf_counter()
             # Nothing happened here during that select (for the deadlock watch).
-            self._quiet = not events and not self.inbox
+            self._quiet = not selector.got_any and not self.inbox
             if self.parked:
                 lock = self.lock  # not `with`: once per wake-up
                 lock.acquire()
@@ -668,28 +734,6 @@ def _deadlock_watch(worker: Worker) -> float | None:
 
     _deadlock_watch = watch
     return watch(worker)
-
-
-def _take_wake_byte(
-    selector: ParkingSelector, events: list[tuple[selectors.SelectorKey, int]]
-) -> list[tuple[selectors.SelectorKey, int]]:
-    # The wake-up bytes (gorun's, or call_soon_threadsafe's) only end the select: their
-    # callback is queued already. Read them here, in one recv, rather than through
-    # asyncio's reader callback for the self-pipe, which costs a Handle run and a second
-    # recv that ends in BlockingIOError, about a tenth of a message between workers.
-    # Bytes left over (more than one recv takes) keep the pipe readable: the next
-    # select returns at once and reads on. Not while the loop has signal handlers: a
-    # byte may then be a signal number for asyncio to dispatch.
-    fd = selector.wake_fd
-    for i, (key, _) in enumerate(events):
-        if key.fd == fd:
-            try:  # noqa: SIM105 - contextlib.suppress is three Python calls more per wake-up
-                selector.wake_sock.recv(4096)  # type: ignore[union-attr]
-            except (InterruptedError, BlockingIOError):
-                pass
-            del events[i]
-            break
-    return events
 
 
 def _noop() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import inspect
+import pickle
 import threading
 import types
 import warnings
@@ -60,6 +61,19 @@ def test_public_names_are_exactly_the_documented_ones() -> None:
 def test_every_public_name_has_a_docstring(name: str) -> None:
     obj = getattr(gorun, name)
     assert inspect.getdoc(obj), f"gorun.{name} has no docstring"
+
+
+@pytest.mark.parametrize("name", sorted(DOCUMENTED))
+def test_every_public_name_says_it_lives_in_gorun(name: str) -> None:
+    # A traceback shows `gorun.Closed`, not the private module that defines it.
+    assert getattr(gorun, name).__module__ == "gorun"
+
+
+def test_public_exceptions_pickle_by_their_public_name() -> None:
+    for exc in (gorun.Closed("closed"), gorun.WouldBlock("full"), gorun.Deadlock("x")):
+        back = pickle.loads(pickle.dumps(exc))
+        assert type(back) is type(exc)
+        assert back.args == exc.args
 
 
 def test_api_reference_lists_the_package() -> None:

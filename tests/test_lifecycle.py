@@ -213,7 +213,7 @@ def test_python_m_gorun_runs_an_unmodified_app(tmp_path: Path, hook: str) -> Non
         env=env,
     )
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["gorun._loop.Loop", "285", "['a',", "'--b']"]
+    assert out.stdout.split() == ["gorun.Loop", "285", "['a',", "'--b']"]
     assert out.stderr == ""
 
 
@@ -228,7 +228,7 @@ def test_python_m_gorun_runs_a_module(tmp_path: Path) -> None:
         env=env,
     )
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["gorun._loop.Loop", "285", "['x']"]
+    assert out.stdout.split() == ["gorun.Loop", "285", "['x']"]
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,7 @@ pytest_plugins = ["pytester"]
 
 pytestmark = pytest.mark.timeout(120)
 
-GORUN_LOOP = "gorun._loop.Loop"
+GORUN_LOOP = "gorun.Loop"
 
 
 def _stock_loop() -> str:

@@ -1,7 +1,7 @@
 """gorun: goroutines for asyncio, on N event loops pinned to N OS threads.
 
-Start with :func:`run` (or ``asyncio.run(main(), loop_factory=gorun.new_event_loop)``) and
-:func:`go`. See the guide for where goroutines run and what stays on its loop.
+Start with [`run()`][gorun.run] (or ``asyncio.run(main(), loop_factory=gorun.new_event_loop)``) and
+[`go()`][gorun.go]. See the guide for where goroutines run and what stays on its loop.
 """
 
 from ._chan import Chan as Chan
@@ -61,3 +61,17 @@ __all__ = [
     "select",
     "stats",
 ]
+
+
+def _present_as_gorun() -> None:
+    # Public objects say they live in `gorun`, where users import them from, not in the
+    # private module that defines them: tracebacks read `gorun.Closed`, reprs read
+    # `<class 'gorun.Chan'>`, and pickle finds them by that name.
+    namespace = globals()
+    for name in __all__:
+        obj = namespace[name]
+        if getattr(obj, "__module__", "").startswith("gorun._"):
+            obj.__module__ = "gorun"
+
+
+_present_as_gorun()

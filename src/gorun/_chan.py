@@ -152,7 +152,7 @@ class Chan(Generic[T]):
     # -- send ---------------------------------------------------------------------------
 
     def send_nowait(self, value: T) -> None:
-        """Send *value* if that needs no waiting, else raise :class:`WouldBlock`.
+        """Send *value* if that needs no waiting, else raise [`WouldBlock`][gorun.WouldBlock].
 
         Raises:
             Closed: the channel is closed.
@@ -250,7 +250,7 @@ class Chan(Generic[T]):
     # -- receive ------------------------------------------------------------------------
 
     def recv_nowait(self) -> T:
-        """Receive a value if one is ready, else raise :class:`WouldBlock`.
+        """Receive a value if one is ready, else raise [`WouldBlock`][gorun.WouldBlock].
 
         Raises:
             Closed: the channel is closed and drained.
@@ -298,7 +298,7 @@ class Chan(Generic[T]):
         """Receive the next value, waiting for one.
 
         Values buffered before ``close()`` are still delivered; after them, Closed.
-        Cancellation behaves as for :meth:`recv_ok`.
+        Cancellation behaves as for `recv_ok()`.
 
         Raises:
             Closed: the channel is closed and drained.

@@ -20,8 +20,8 @@ The check runs on the last worker to park: instead of blocking with no timeout, 
 blocks for ``GRACE`` and, if that select returns with nothing and no other worker has
 selected since (their ``selects`` counters are unchanged), it reads every task's state
 (see ``_dump``). A deadlock cancels the main task (the one ``run_until_complete`` runs
-on the home loop) with a marker; :class:`gorun.Loop` turns that cancellation into
-:class:`gorun.Deadlock`, whose message holds the dump. Threads and loops outside the
+on the home loop) with a marker; [`gorun.Loop`][gorun.Loop] turns that cancellation into
+[`gorun.Deadlock`][gorun.Deadlock], whose message holds the dump. Threads and loops outside the
 runtime that reach a channel only through ``call_soon_threadsafe`` are not seen: turn
 the check off for such programs (``gorun.run(..., deadlock=False)`` or
 ``GORUN_DEADLOCK=0``).
@@ -51,7 +51,7 @@ class Deadlock(RuntimeError):
     Raised by ``gorun.run()`` (and ``asyncio.run`` or ``Runner.run`` on a gorun loop) in
     place of the main coroutine's result: its goroutines were all blocked on channels,
     ``select``, WaitGroup, Mutex or Once, with no timer, I/O or thread left that could
-    wake one. The message holds :func:`gorun.dump` as it was at that moment.
+    wake one. The message holds [`gorun.dump()`][gorun.dump] as it was at that moment.
     """
 
 

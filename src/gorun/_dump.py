@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 @dataclass
 class Wait:
-    """What one task is doing, as :func:`describe` reads it."""
+    """What one task is doing, as `describe()` reads it."""
 
     state: str  # "running", "runnable", or what it waits for ("chan receive", ...)
     detail: str = ""  # e.g. the channel's repr
@@ -256,7 +256,7 @@ def dump() -> str:
 
 
 def print_dump() -> None:
-    """Print :func:`dump` to stderr (the handler of ``gorun.run(dump_signal=...)``)."""
+    """Print [`dump()`][gorun.dump] to stderr (the handler of ``gorun.run(dump_signal=...)``)."""
     import sys
 
     print(dump(), file=sys.stderr, flush=True)

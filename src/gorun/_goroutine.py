@@ -1,4 +1,4 @@
-"""Goroutines: ``go()`` and the :class:`Goroutine` handle.
+"""Goroutines: ``go()`` and the [`Goroutine`][gorun.Goroutine] handle.
 
 A goroutine is a coroutine that gorun starts, as an asyncio Task, on one of the runtime's
 worker loops. Its life:
@@ -61,10 +61,10 @@ _CancelledError = asyncio.CancelledError
 
 
 class Goroutine(Generic[T]):
-    """A handle on a goroutine started by :func:`go`.
+    """A handle on a goroutine started by [`go()`][gorun.go].
 
     Await it from a goroutine on any worker, or from any asyncio loop, to get its result
-    (or its exception). From a plain thread, :meth:`wait` blocks until it is done. As with
+    (or its exception). From a plain thread, `wait()` blocks until it is done. As with
     an asyncio Task, an awaiter that is cancelled while waiting cancels the goroutine.
     """
 
@@ -90,7 +90,7 @@ class Goroutine(Generic[T]):
         context: contextvars.Context,
     ) -> None:
         self.id: int = _next_id()
-        #: The goroutine's name: the ``name`` given to :func:`go`, or ``"goroutine-<id>"``.
+        #: The goroutine's name: the ``name`` given to [`go()`][gorun.go], or ``"goroutine-<id>"``.
         self.name: str = name if name is not None else f"goroutine-{self.id}"
         # The coroutine until a worker (or a cancel) claims it (see the module docstring),
         # then None, then the result once DONE: one slot for both, 16 bytes less (the
@@ -184,7 +184,7 @@ class Goroutine(Generic[T]):
         """Ask the goroutine to stop; safe from any thread.
 
         A goroutine that has not started yet is cancelled at once and its coroutine never
-        runs. A running one gets :class:`asyncio.CancelledError` at its current ``await``
+        runs. A running one gets `asyncio.CancelledError` at its current ``await``
         on its own loop, as ``Task.cancel`` does.
 
         Returns:
@@ -364,8 +364,8 @@ class Goroutine(Generic[T]):
     def wait(self, timeout: float | None = None) -> T:
         """Block this plain thread until the goroutine is done; return its result.
 
-        Raises its exception if it raised one, :class:`asyncio.CancelledError` if it was
-        cancelled, and :class:`TimeoutError` if *timeout* seconds pass first.
+        Raises its exception if it raised one, `asyncio.CancelledError` if it was
+        cancelled, and `TimeoutError` if *timeout* seconds pass first.
 
         Raises:
             RuntimeError: called on a thread that is running an event loop, which this
@@ -473,7 +473,7 @@ def go(
 ) -> Goroutine[T]:
     """Start *coro* as a goroutine and return its handle at once.
 
-    From a goroutine (or the code running on a :class:`gorun.Loop`), the new goroutine
+    From a goroutine (or the code running on a [`gorun.Loop`][gorun.Loop]), the new goroutine
     joins the caller's runtime: it first waits on the caller's own worker, where it starts
     as soon as the caller yields, and an idle worker may take it while it has not started.
     From a plain thread started by a goroutine's ``asyncio.to_thread``, it joins that

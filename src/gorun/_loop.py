@@ -1,4 +1,4 @@
-"""The home loop (:class:`Loop`), ``run``, the loop factory and the event-loop policy."""
+"""The home loop ([`Loop`][gorun.Loop]), ``run``, the loop factory and the event-loop policy."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ class Loop(GuardedLoop):
     It runs on the thread that runs it, like any asyncio loop, and is worker 0 of a
     runtime with *procs* workers: the other ``procs - 1`` workers are event loops on
     threads of their own, started with the loop and joined when it closes. Goroutines
-    started with :func:`gorun.go` from code on this loop spread over all of them.
+    started with [`gorun.go()`][gorun.go] from code on this loop spread over all of them.
 
     Closing the loop (``asyncio.run`` does it) cancels every goroutine still running,
     waits for them to finish, and joins every worker thread.
@@ -41,7 +41,7 @@ class Loop(GuardedLoop):
             selector loop.
         debug: Asyncio debug mode for every worker; None keeps asyncio's default
             (``PYTHONASYNCIODEBUG``, ``-X dev``).
-        deadlock: Detect deadlocks (see :class:`gorun.Deadlock`); default
+        deadlock: Detect deadlocks (see [`gorun.Deadlock`][gorun.Deadlock]); default
             ``GORUN_DEADLOCK``, else on.
     """
 
@@ -106,7 +106,7 @@ class Loop(GuardedLoop):
 
         Raises:
             gorun.Deadlock: every goroutine was blocked for good, the main one included
-                (see :class:`gorun.Deadlock`); the main one was cancelled.
+                (see [`gorun.Deadlock`][gorun.Deadlock]); the main one was cancelled.
         """
         fut = asyncio.ensure_future(future, loop=self)
         previous, self._gorun_main = self._gorun_main, fut
@@ -179,11 +179,11 @@ def new_event_loop(
     debug: bool | None = None,
     deadlock: bool | None = None,
 ) -> Loop:
-    """Create a :class:`Loop`: a loop factory for ``asyncio.run`` and ``asyncio.Runner``.
+    """Create a [`Loop`][gorun.Loop]: a loop factory for ``asyncio.run`` and ``asyncio.Runner``.
 
     ``asyncio.run(main(), loop_factory=gorun.new_event_loop)`` runs *main* on gorun; use
     ``functools.partial(gorun.new_event_loop, procs=4)`` to choose the worker count. The
-    arguments are those of :class:`Loop`.
+    arguments are those of [`Loop`][gorun.Loop].
     """
     return Loop(procs, loop=loop, debug=debug, deadlock=deadlock)
 
@@ -211,7 +211,7 @@ def run(
         loop: ``"asyncio"`` or ``"uvloop"`` for the worker threads; default ``GORUN_LOOP``,
             else ``"asyncio"``.
         deadlock: Detect deadlocks; default ``GORUN_DEADLOCK``, else on.
-        dump_signal: A signal (e.g. ``signal.SIGUSR1``) that prints :func:`gorun.dump`
+        dump_signal: A signal (e.g. ``signal.SIGUSR1``) that prints [`gorun.dump()`][gorun.dump]
             to stderr while *main* runs.
 
     Raises:
@@ -271,15 +271,15 @@ _PolicyBase: Any = _policy_base()
 
 
 class GoPolicy(_PolicyBase):  # type: ignore[misc]
-    """An event-loop policy whose loops are gorun :class:`Loop` objects.
+    """An event-loop policy whose loops are gorun [`Loop`][gorun.Loop] objects.
 
     After ``asyncio.set_event_loop_policy(gorun.GoPolicy())`` a plain
     ``asyncio.run(main())`` runs on gorun. Event-loop policies are deprecated from
     Python 3.14 (asyncio warns when one is set) and planned for removal in 3.16: prefer
-    :func:`gorun.run` or ``loop_factory=gorun.new_event_loop``.
+    [`gorun.run()`][gorun.run] or ``loop_factory=gorun.new_event_loop``.
 
     Args:
-        procs: Worker count of each loop this policy creates (default as for :func:`run`).
+        procs: Worker count of each loop this policy creates (default as for [`run()`][gorun.run]).
     """
 
     def __init__(self, procs: int | None = None) -> None:
@@ -294,7 +294,7 @@ class GoPolicy(_PolicyBase):  # type: ignore[misc]
         self.procs = procs
 
     def new_event_loop(self) -> Loop:
-        """A new :class:`Loop` with this policy's worker count."""
+        """A new [`Loop`][gorun.Loop] with this policy's worker count."""
         return Loop(self.procs)
 
 

@@ -43,7 +43,7 @@ def hook_mode() -> str:
 
 
 def install_hook(procs: int | None, loop: str | None, mode: str | None = None) -> None:
-    """Make every loop asyncio creates from now on a gorun :class:`Loop`."""
+    """Make every loop asyncio creates from now on a gorun [`Loop`][gorun.Loop]."""
     mode = mode or hook_mode()
     if mode == "policy":
         policy = GoPolicy(procs)

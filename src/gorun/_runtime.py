@@ -81,7 +81,7 @@ def make_worker_loop(kind: str) -> asyncio.AbstractEventLoop:
 
 
 class Runtime:
-    """N workers and the goroutines on them. Created by :class:`gorun.Loop` or lazily."""
+    """N workers and the goroutines on them. Created by [`gorun.Loop`][gorun.Loop] or lazily."""
 
     _ids = itertools.count(1)
     _ids_lock = threading.Lock()

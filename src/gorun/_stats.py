@@ -1,4 +1,4 @@
-"""Snapshots of the runtime's counters, as returned by :func:`gorun.stats`."""
+"""Snapshots of the runtime's counters, as returned by [`gorun.stats()`][gorun.stats]."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ class WorkerStats:
 
     Attributes:
         index: The worker's position in the runtime (0 is the home loop of a
-            :class:`gorun.Loop`).
+            [`gorun.Loop`][gorun.Loop]).
         thread_id: ``threading.get_ident()`` of the thread that runs the loop, or
             ``None`` if the loop has not run yet.
         goroutines: Goroutines started on this worker and still alive.
@@ -40,7 +40,7 @@ class Stats:
     Attributes:
         procs: The number of worker loops.
         goroutines: Live goroutines: started and not finished, or queued.
-        workers: One :class:`WorkerStats` per worker, in index order.
+        workers: One [`WorkerStats`][gorun.WorkerStats] per worker, in index order.
     """
 
     procs: int

@@ -3,7 +3,7 @@ RWMutex, Once, and Group (a TaskGroup whose children are goroutines).
 
 Every primitive guards its state with a ``threading.Lock``, since the goroutines that
 share it may run on different workers (threads). A goroutine that must wait queues a
-:class:`~gorun._waiter.Solo` waiter under that lock and sleeps on it (a future on its
+`Solo` waiter under that lock and sleeps on it (a future on its
 own loop, or a ``threading.Event`` for a plain thread). Whoever releases it claims the
 waiter under the lock, updates the state on its behalf (ownership of a Mutex passes
 directly to the claimed waiter), and wakes it after releasing the lock. A waiting
@@ -118,7 +118,7 @@ class WaitGroup:
 
     ``add(n)`` before starting work, ``done()`` as each piece finishes, and ``await
     wait()`` (or ``wait_blocking()`` on a plain thread) until the counter is zero.
-    :meth:`go` does all three bookkeeping steps for a goroutine. Every method is safe
+    [`go()`][gorun.go] does all three bookkeeping steps for a goroutine. Every method is safe
     from any worker loop, any other asyncio loop and any plain thread.
 
     Example::
@@ -218,7 +218,7 @@ class WaitGroup:
     def go(self, coro: Coroutine[Any, Any, T], /, *, name: str | None = None) -> Goroutine[T]:
         """Start *coro* as a goroutine counted by this WaitGroup.
 
-        ``add(1)`` now, :func:`gorun.go` to start it, and ``done()`` when it finishes,
+        ``add(1)`` now, [`gorun.go()`][gorun.go] to start it, and ``done()`` when it finishes,
         whether it returns, raises or is cancelled. Its outcome stays on the returned
         handle (await it to see an exception).
 
@@ -335,7 +335,7 @@ class Mutex:
         _wake(woken)
 
     async def __aenter__(self) -> None:
-        """Take the lock (see :meth:`lock`)."""
+        """Take the lock (see `lock()`)."""
         await self.lock()
 
     async def __aexit__(
@@ -344,7 +344,7 @@ class Mutex:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        """Release the lock (see :meth:`unlock`)."""
+        """Release the lock (see `unlock()`)."""
         self.unlock()
 
 
@@ -360,8 +360,8 @@ class RWMutex:
     the lock before the next writer, so writers cannot starve readers either.
 
     Use ``async with rw.reader:`` / ``async with rw.writer:``, or the methods
-    :meth:`rlock` / :meth:`runlock` / :meth:`lock` / :meth:`unlock`. As with
-    :class:`Mutex`, locks are not tied to a goroutine, and a goroutine cancelled while
+    `rlock()` / `runlock()` / `lock()` / `unlock()`. As with
+    [`Mutex`][gorun.Mutex], locks are not tied to a goroutine, and a goroutine cancelled while
     waiting never ends up holding the lock (a grant made in that instant is passed on).
     """
 
@@ -493,7 +493,10 @@ class RWMutex:
 
 
 class ReaderLock:
-    """The read side of an :class:`RWMutex`, as ``rw.reader``: ``async with rw.reader:``."""
+    """The read side of an [`RWMutex`][gorun.RWMutex], as ``rw.reader``.
+
+    Use it as ``async with rw.reader:``.
+    """
 
     __slots__ = ("_rw",)
 
@@ -504,7 +507,7 @@ class ReaderLock:
         return f"<ReaderLock of {self._rw!r}>"
 
     async def __aenter__(self) -> None:
-        """Take a read lock (see :meth:`RWMutex.rlock`)."""
+        """Take a read lock (see `RWMutex.rlock()`)."""
         await self._rw.rlock()
 
     async def __aexit__(
@@ -513,12 +516,15 @@ class ReaderLock:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        """Release the read lock (see :meth:`RWMutex.runlock`)."""
+        """Release the read lock (see `RWMutex.runlock()`)."""
         self._rw.runlock()
 
 
 class WriterLock:
-    """The write side of an :class:`RWMutex`, as ``rw.writer``: ``async with rw.writer:``."""
+    """The write side of an [`RWMutex`][gorun.RWMutex], as ``rw.writer``.
+
+    Use it as ``async with rw.writer:``.
+    """
 
     __slots__ = ("_rw",)
 
@@ -529,7 +535,7 @@ class WriterLock:
         return f"<WriterLock of {self._rw!r}>"
 
     async def __aenter__(self) -> None:
-        """Take the write lock (see :meth:`RWMutex.lock`)."""
+        """Take the write lock (see `RWMutex.lock()`)."""
         await self._rw.lock()
 
     async def __aexit__(
@@ -538,7 +544,7 @@ class WriterLock:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        """Release the write lock (see :meth:`RWMutex.unlock`)."""
+        """Release the write lock (see `RWMutex.unlock()`)."""
         self._rw.unlock()
 
 
@@ -625,11 +631,11 @@ class Group:
     """Run goroutines as a group and wait for them all, as ``asyncio.TaskGroup`` does.
 
     ``async with gorun.Group() as g:`` then ``g.go(coro)`` starts *coro* as a goroutine
-    (with :func:`gorun.go`, so the group's goroutines spread over the workers). Leaving
+    (with [`gorun.go()`][gorun.go], so the group's goroutines spread over the workers). Leaving
     the block waits until all of them have finished. The first one to fail (raise an
     exception other than CancelledError) cancels the others, and the task running the
     block too, to abort the rest of its body; the block then raises an
-    :class:`ExceptionGroup` (a :class:`BaseExceptionGroup` if need be) of every failure.
+    `ExceptionGroup` (a `BaseExceptionGroup` if need be) of every failure.
     If the body itself raises, or the task running it is cancelled, the goroutines are
     cancelled, waited for, and the error propagates as from a TaskGroup. ``KeyboardInterrupt``
     and ``SystemExit`` propagate as themselves.
@@ -645,7 +651,7 @@ class Group:
     the body runs between two awaits, so that error would hit a body doing nothing wrong.)
 
     ``g.go()`` returns nothing: collect results through the coroutines themselves (a
-    list, a :class:`gorun.Chan`), as with Go's ``errgroup``. Goroutines of the group may
+    list, a [`gorun.Chan`][gorun.Chan]), as with Go's ``errgroup``. Goroutines of the group may
     add more work with ``g.go()`` until the group has finished.
 
     Args:

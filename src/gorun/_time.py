@@ -1,6 +1,6 @@
 """Timers and tickers: ``after``, ``Timer`` and ``Ticker``, delivering on channels.
 
-Each timer owns a receive-only channel (a :class:`_TimerChan`) that also holds the
+Each timer owns a receive-only channel (a `_TimerChan`) that also holds the
 timer's state, all guarded by the channel's ``_tlock`` (taken before the channel's own
 lock, never after it):
 
@@ -68,7 +68,7 @@ def _check_seconds(value: object, what: str, *, positive: bool = False) -> float
 class _TimerChan(Chan[float]):
     """The channel of a timer or ticker, and the timer itself (see the module docstring).
 
-    Receive operations are those of :class:`Chan`; the send operations and ``close``
+    Receive operations are those of [`Chan`][gorun.Chan]; the send operations and ``close``
     raise TypeError. It delivers ``time.monotonic()`` at the moment the timer fired.
     """
 
@@ -223,7 +223,7 @@ def _cancel(handle: asyncio.TimerHandle | None, loop: asyncio.AbstractEventLoop 
 
 
 class _Timed:
-    """The receive side shared by :class:`Timer` and :class:`Ticker`."""
+    """The receive side shared by [`Timer`][gorun.Timer] and [`Ticker`][gorun.Ticker]."""
 
     __slots__ = ("__weakref__", "_c")
 
@@ -236,7 +236,7 @@ class _Timed:
 
     @property
     def chan(self) -> Chan[float]:
-        """Another name for :attr:`c`."""
+        """Another name for `c`."""
         return self._c
 
     @property
@@ -272,8 +272,8 @@ class Timer(_Timed):
     ``timer.recv_blocking()``. The value is ``time.monotonic()`` at the moment it fired
     (Go sends a ``time.Time``; this is the same clock asyncio uses).
 
-    The channel behaves as an unbuffered one (Go 1.23): once :meth:`stop` or
-    :meth:`reset` returns, no receive gets a value from before that call, even one that
+    The channel behaves as an unbuffered one (Go 1.23): once `stop()` or
+    `reset()` returns, no receive gets a value from before that call, even one that
     had already fired. The timer runs on the event loop of the thread that created (or
     last reset) it, or, from a plain thread, on a worker of the gorun runtime. A timer
     that nothing refers to any more is garbage-collected even if never stopped.
@@ -310,7 +310,7 @@ class Timer(_Timed):
         """Re-arm the timer to fire *seconds* from now, discarding any undelivered value.
 
         Returns:
-            True if the timer was active (as for :meth:`stop`), False if it had already
+            True if the timer was active (as for `stop()`), False if it had already
             delivered its value or had been stopped.
 
         Raises:
@@ -328,8 +328,8 @@ class Ticker(_Timed):
     a select case. The value is ``time.monotonic()`` when the tick fired. The channel
     holds at most one tick: a slow receiver misses ticks rather than getting a backlog,
     and the ticker keeps its phase (the next tick stays on the period grid). Call
-    :meth:`stop` when done; a ticker that nothing refers to any more is still
-    garbage-collected (and stops ticking). Once :meth:`stop` or :meth:`reset` returns,
+    `stop()` when done; a ticker that nothing refers to any more is still
+    garbage-collected (and stops ticking). Once `stop()` or `reset()` returns,
     no receive gets a tick from before that call (Go 1.23).
 
     It runs on the event loop of the thread that created (or last reset) it, or, from a
@@ -380,7 +380,7 @@ def after(seconds: float) -> Chan[float]:
             ...  # nothing arrived on ch within a second
 
     Nothing needs stopping: once the channel is unreferenced, the timer is collected.
-    Use :class:`Timer` to stop or reset it.
+    Use [`Timer`][gorun.Timer] to stop or reset it.
 
     Args:
         seconds: The delay, 0 or more.

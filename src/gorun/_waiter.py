@@ -1,7 +1,7 @@
 """Parking and waking one blocked operation, on any loop or plain thread.
 
-A :class:`Parker` is what a blocked goroutine (or plain thread) sleeps on: a future on
-its own loop, or a ``threading.Event``. A :class:`Waiter` is one queued operation that
+A `Parker` is what a blocked goroutine (or plain thread) sleeps on: a future on
+its own loop, or a ``threading.Event``. A `Waiter` is one queued operation that
 wakes it: a plain ``send`` or ``recv`` has one waiter, a ``select`` one per case, all
 sharing its parker.
 
@@ -238,7 +238,7 @@ _new = object.__new__
 def new_solo(loop: asyncio.AbstractEventLoop | None, value: Any) -> Solo:
     """``Solo(loop, value)`` at about half the cost (no Python-level ``__init__`` call).
 
-    For the channel's hot paths, where *loop* is :func:`loop_here`; the fields set here
+    For the channel's hot paths, where *loop* is `loop_here()`; the fields set here
     must match ``Solo.__init__``.
 
     Raises:

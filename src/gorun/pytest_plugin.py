@@ -5,7 +5,7 @@ wherever gorun is installed (``-p no:gorun`` turns it off). Without ``--gorun`` 
 its command-line options and changes nothing else.
 
 With ``--gorun``, every test that pytest-asyncio or anyio's pytest plugin runs on asyncio gets
-a :class:`gorun.Loop` instead of a stock event loop, without any change to the suite:
+a [`gorun.Loop`][gorun.Loop] instead of a stock event loop, without any change to the suite:
 
 * **pytest-asyncio** (1.4 or later): the plugin implements pytest-asyncio's
   ``pytest_asyncio_loop_factories`` hook as a wrapper. A suite that configures no loop
@@ -36,7 +36,7 @@ from ._config import LOOP_KINDS, resolve_loop, resolve_procs
 from ._loop import new_event_loop
 from .testing import DEFAULT_GRACE as DEFAULT_LEAK_GRACE
 
-#: Name under which ``--gorun`` registers :class:`GorunLoops` with pytest's plugin manager.
+#: Name under which ``--gorun`` registers `GorunLoops` with pytest's plugin manager.
 LOOPS_PLUGIN_NAME = "gorun-loops"
 #: Name under which ``--gorun`` registers its pytest-asyncio hook (pytest-asyncio >= 1.4 only).
 PYTEST_ASYNCIO_PLUGIN_NAME = "gorun-pytest-asyncio"
@@ -186,7 +186,7 @@ class GorunLoops:
     def pytest_fixture_setup(
         self, fixturedef: pytest.FixtureDef[Any]
     ) -> Generator[None, object, object]:
-        """Rewrite the value of every ``anyio_backend`` fixture with :meth:`anyio_backend`."""
+        """Rewrite the value of every ``anyio_backend`` fixture with `anyio_backend()`."""
         value = yield
         if fixturedef.argname != "anyio_backend":
             return value

@@ -1,4 +1,4 @@
-"""Test helpers: :func:`no_leaks` fails a test that leaves goroutines behind (Go's goleak).
+"""Test helpers: `no_leaks()` fails a test that leaves goroutines behind (Go's goleak).
 
 The pytest plugin offers the same per test: the ``gorun_no_leaks`` fixture, and
 ``--gorun-no-leaks`` to apply it to every test.
@@ -34,7 +34,7 @@ class no_leaks:
     it get *grace* seconds to finish; any still running then (or cancelled because their
     runtime shut down while they ran, as ``gorun.run()`` does when ``main`` returns)
     is a leak, and the block raises AssertionError listing each one as
-    :func:`gorun.dump` shows it: where it is blocked, for how long, and its await stack.
+    [`gorun.dump()`][gorun.dump] shows it: where it is blocked, for how long, and its await stack.
 
     Goroutines that were running before the block are not counted. An exception raised
     by the block itself passes through unchanged (leaks are not checked then).

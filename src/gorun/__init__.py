@@ -11,6 +11,7 @@ from ._deadlock import Deadlock as Deadlock
 from ._dump import dump as dump
 from ._goroutine import Goroutine as Goroutine
 from ._goroutine import go as go
+from ._group import Group as Group
 from ._loop import GoPolicy as GoPolicy
 from ._loop import Loop as Loop
 from ._loop import install as install
@@ -22,7 +23,6 @@ from ._runtime import stats as stats
 from ._select import select as select
 from ._stats import Stats as Stats
 from ._stats import WorkerStats as WorkerStats
-from ._sync import Group as Group
 from ._sync import Mutex as Mutex
 from ._sync import Once as Once
 from ._sync import RWMutex as RWMutex

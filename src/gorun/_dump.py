@@ -64,7 +64,8 @@ def _waits() -> dict[CodeType, tuple[str, Callable[[FrameType], str], bool]]:
         from . import _select
         from ._chan import Chan
         from ._goroutine import Goroutine
-        from ._sync import Group, Mutex, Once, RWMutex, WaitGroup
+        from ._group import Group
+        from ._sync import Mutex, Once, RWMutex, WaitGroup
 
         table: list[tuple[Any, str, Callable[[FrameType], str], bool]] = [
             (Chan.send, "chan send", _chan_detail, True),

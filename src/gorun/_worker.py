@@ -424,7 +424,9 @@ class Worker:
             except RuntimeError:
                 return False
             return True
-        item = (fn, args)  # made before taking the lock: see _drain_inbox
+        # Made before taking the lock: an allocation may run the garbage collector, and
+        # a finalizer it runs may post to this worker, which would wait for the lock.
+        item = (fn, args)
         lock = self.lock
         lock.acquire()
         try:
@@ -459,14 +461,18 @@ class Worker:
                 sysmon.poke()
         self._deferred.append(target)
 
-    def flush_wakes(self) -> None:
-        """Write the wake-ups this worker deferred (its own thread, at its select)."""
+    def flush_wakes(self, *, owe: bool = True) -> None:
+        """Write the wake-ups this worker deferred (its own thread, at its select).
+
+        With *owe*, remember the woken workers for the hand-over (see _settle); a
+        worker about to park passes False, since its select gives up the GIL anyway.
+        """
         deferred = self._deferred
         self._deferred = []
         for w in deferred:
             w._wake_fn()
             # _owe(w), inlined: only stdlib workers on a GIL build defer their wake-ups
-            if w.parks_in_selector and w is not self:
+            if owe and w.parks_in_selector and w is not self:
                 self._woken.append((w, w.selects, 0))
 
     def _claim_wake(self) -> bool:
@@ -514,7 +520,8 @@ class Worker:
     ) -> list[tuple[selectors.SelectorKey, int]]:
         """The loop's select when it has nothing ready: steal, park, and unpark."""
         # The loop has nothing ready: this worker is idle. Steal, or park. (This runs
-        # once per message between two workers: no helper calls beyond these two.)
+        # once per message between two workers: the lock is taken inline, and the
+        # helpers it calls return early in the common case.)
         self._batch = 1  # see __init__
         runtime = self.runtime
         retry = runtime.steal_into(self)
@@ -543,7 +550,7 @@ class Worker:
         # select that releases the GIL: a worker woken earlier would wake only to wait
         # for the GIL while this one still steals, parks and watches.
         if self._deferred:
-            self.flush_wakes()
+            self.flush_wakes(owe=False)
         if self._woken:
             self._woken.clear()  # about to park, which releases the GIL anyway
         self.selects += 1

@@ -566,3 +566,27 @@ def warnings_as_errors() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         yield
+
+
+def test_a_worker_loops_call_soon_makes_the_handle_asyncio_makes() -> None:
+    # WorkerLoop.call_soon fills a Handle's fields itself, without Handle.__init__: a
+    # field that a new Python version adds would be missing, and this test says which.
+    def callback(x: int) -> None:
+        raise AssertionError("cancelled before it ran")
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        assert isinstance(loop, gorun._worker.WorkerLoop)
+        ctx = contextvars.copy_context()
+        ours = loop.call_soon(callback, 1, context=ctx)
+        theirs = asyncio.Handle(callback, (1,), loop, ctx)
+        ours.cancel()
+        theirs.cancel()
+        assert type(ours) is asyncio.Handle
+        for field in asyncio.Handle.__slots__:
+            if field != "__weakref__":
+                assert getattr(ours, field) == getattr(theirs, field), field
+        assert repr(ours) == repr(theirs)
+        await asyncio.sleep(0)
+
+    gorun.run(main(), procs=1)

@@ -112,6 +112,8 @@ class Runtime:
         self._exception_handler: Any = None
         self.sysmon = _Sysmon(self)  # before the workers, which keep a reference
         self.workers = [Worker(self, i, self.kind) for i in range(self.procs)]
+        for worker in self.workers:
+            worker.others = tuple(w for w in self.workers if w is not worker)
         #: Deadlock detection (see _deadlock); only a runtime with a home loop has a
         #: main goroutine to report a deadlock to.
         self.detect_deadlocks = detect_deadlocks and home is not None
@@ -279,6 +281,13 @@ class Runtime:
                         w.spinning = False
                         self._nspinning -= 1
 
+    def stop_spinning(self, thief: Worker) -> None:
+        """*thief*, woken to look for work (see wake_idle), has looked: hand the token back."""
+        with self.lock:
+            if thief.spinning:
+                thief.spinning = False
+                self._nspinning -= 1
+
     def steal_into(self, thief: Worker) -> float | None:
         """Move goroutines from another worker's queue to *thief*'s.
 
@@ -286,10 +295,7 @@ class Runtime:
         goroutine elsewhere becomes stealable, or None if there is nothing to wait for.
         """
         if thief.spinning:
-            with self.lock:
-                if thief.spinning:
-                    thief.spinning = False
-                    self._nspinning -= 1
+            self.stop_spinning(thief)
         if self._closing:
             return None
         workers = self.workers
@@ -386,7 +392,7 @@ class Runtime:
                 held = True
                 if now - w._deferred_since > DEFER_LIMIT:
                     for target in list(deferred):
-                        target._wake_fn()
+                        target.wake_now()
         return held
 
     # -- introspection -----------------------------------------------------------------------

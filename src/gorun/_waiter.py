@@ -222,11 +222,19 @@ class Solo:
         fut = self.fut
         if fut is None:
             self.event.set()
-        elif loop_here() is self.loop:
-            if not fut.done():
-                fut.set_result(None)
         else:
-            call_in_loop(self.loop, _resolve, fut)  # type: ignore[arg-type]
+            loop: Any = self.loop
+            if loop_here() is loop:
+                if not fut.done():
+                    fut.set_result(None)
+                return
+            # call_in_loop(), with its gorun case inline: this is every hand-off between
+            # two workers.
+            worker = getattr(loop, "_gorun_worker", None)
+            if worker is not None and worker.loop is loop:
+                worker.post(_resolve, fut)
+            else:
+                call_in_loop(loop, _resolve, fut)
 
     def sleep_blocking(self, timeout: float | None) -> bool:
         return self.event.wait(timeout)

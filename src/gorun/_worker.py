@@ -11,11 +11,13 @@ Each worker owns three queues, all guarded by ``worker.lock``:
 
 Invariant of the wake-up protocol (stdlib loops): ``parked`` is True only while the owner
 thread is in ``selector.select()``, having found its loop idle and all three queues empty
-under the lock (it may still poll with a zero timeout, if it then saw a new entry). A
-poster appends under the lock and wakes the worker only if it is parked and nobody has
-woken it yet (``notified``), so a burst of posts costs one cross-thread wake-up, and a
-worker that is running anyway is never woken: it looks at its queues before it next
-blocks. uvloop exposes no selector, so uvloop workers are woken once per drain
+under the lock (it may still poll with a zero timeout, if it then saw a new entry), and
+for the moment after that select returns, until the owner clears it (without the lock).
+A poster appends under the lock and wakes the worker only if it is parked and nobody has
+woken it yet (``notified``, cleared when the worker parks and when it unparks), so a
+burst of posts costs one cross-thread wake-up, and a worker that is running anyway is
+never woken: it looks at its queues, under the lock, before it next blocks. A poster
+that sees it parked in that moment after the select costs it one spurious wake-up. uvloop exposes no selector, so uvloop workers are woken once per drain
 (``notified`` is cleared when the drain runs).
 """
 
@@ -24,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import math
 import select
 import selectors
@@ -155,12 +158,11 @@ class ParkingSelector(_BaseSelector):  # type: ignore[misc,valid-type]
         ``got_any``: whether anything came, a wake-up byte included (for the deadlock
         watch).
         """
-        self.got_any = False
-        wake_fd = self.wake_fd if not self.signals else -1
-        if _epoll_poll is None or wake_fd < 0:
+        wake_fd = self.wake_fd
+        if _epoll_poll is None or wake_fd < 0 or self.signals:
             events = _base_select(self, timeout)
             self.got_any = bool(events)
-            if wake_fd >= 0:
+            if wake_fd >= 0 and not self.signals:
                 for i, (key, _) in enumerate(events):
                     if key.fd == wake_fd:
                         self._read_wake_bytes()
@@ -174,16 +176,20 @@ class ParkingSelector(_BaseSelector):  # type: ignore[misc,valid-type]
             timeout = 0
         else:
             timeout = math.ceil(timeout * 1e3) * 1e-3  # epoll counts milliseconds
-        fd_to_key = self._fd_to_key
+        fd_to_key = self._fd_to_key  # the wake-up fd is one: never empty
         try:
-            ready = _epoll_poll(self._selector, timeout, max(len(fd_to_key), 1))
+            ready = _epoll_poll(self._selector, timeout, len(fd_to_key))
         except InterruptedError:
+            self.got_any = False
             return []
         self.got_any = bool(ready)
         events = []
         for fd, flags in ready:
             if fd == wake_fd:
-                self._read_wake_bytes()
+                try:  # noqa: SIM105 - _read_wake_bytes, inline
+                    self.wake_sock.recv(4096)  # type: ignore[union-attr]
+                except (InterruptedError, BlockingIOError):
+                    pass
                 continue
             key = fd_to_key.get(fd)
             if key is not None:
@@ -239,18 +245,20 @@ class ParkingSelector(_BaseSelector):  # type: ignore[misc,valid-type]
 
 _Ts = TypeVarTuple("_Ts")
 _Handle = asyncio.Handle
+_new_handle = object.__new__
 _base_call_soon = asyncio.SelectorEventLoop.call_soon
 
 
 class WorkerLoop(asyncio.SelectorEventLoop):
     """The stdlib selector loop that gorun's workers run, with a leaner ``call_soon``.
 
-    Every task step and every resolved future goes through ``call_soon``. Outside debug
-    mode asyncio's version checks that the loop is open and makes and queues a Handle,
-    through two more Python calls; this one does the same inline (a thirtieth of the
-    instructions of a same-loop hand-off between goroutines, which makes two such
-    calls). A closed loop or debug mode takes asyncio's own path, with its errors and
-    checks.
+    Every task step and every resolved future goes through ``call_soon``, with a
+    context. Outside debug mode asyncio's version checks that the loop is open and makes
+    and queues a Handle, through three more Python calls (``Handle.__init__`` among
+    them); this one queues the Handle itself, and fills in its fields without calling
+    its ``__init__``. Each of the two saves about a thirtieth of the instructions of a
+    same-loop round trip between goroutines. A closed loop, debug mode or a call
+    without a context takes asyncio's own path, with its errors and checks.
     """
 
     def call_soon(
@@ -259,11 +267,20 @@ class WorkerLoop(asyncio.SelectorEventLoop):
         *args: *_Ts,
         context: contextvars.Context | None = None,
     ) -> asyncio.Handle:
-        if self._closed or self._debug:  # type: ignore[attr-defined]
+        if self._closed or self._debug or context is None:  # type: ignore[attr-defined]
             return _base_call_soon(self, callback, *args, context=context)
-        handle = _Handle(callback, args, self, context)
+        # Handle(callback, args, self, context), without its Python-level __init__:
+        # the fields it sets outside debug mode when given a context.
+        handle: Any = _new_handle(_Handle)
+        handle._callback = callback
+        handle._args = args
+        handle._loop = self
+        handle._context = context
+        handle._cancelled = False
+        handle._repr = None
+        handle._source_traceback = None
         self._ready.append(handle)  # type: ignore[attr-defined]
-        return handle
+        return handle  # type: ignore[no-any-return]
 
 
 class Worker:
@@ -317,7 +334,9 @@ class Worker:
         self._max_batch = MAX_BATCH if runtime.procs == 1 else 1  # see tick
         # Guarded by runtime.lock: this worker was woken to look for work to steal.
         self.spinning = False
-        self._wake_fn: Callable[[], None] = _noop
+        #: The runtime's other workers (set by the runtime once it made them all).
+        self.others: tuple[Worker, ...] = ()
+        self._wake_fn: Callable[[], object] = _noop
 
     # -- set-up -------------------------------------------------------------------------------
 
@@ -335,11 +354,26 @@ class Worker:
             if isinstance(wake_sock, socket.socket):
                 selector.wake_sock = wake_sock
                 selector.wake_fd = wake_sock.fileno()
-            self._wake_fn = loop._write_to_self  # type: ignore[attr-defined]
+            csock = getattr(loop, "_csock", None)
+            if isinstance(csock, socket.socket):
+                # asyncio's _write_to_self() without its Python frame: the same send,
+                # whose OSError (loop closed, pipe full) wake_now() ignores as it does.
+                self._wake_fn = functools.partial(csock.send, b"\0")
+            else:
+                self._wake_fn = loop._write_to_self  # type: ignore[attr-defined]
             self.kind = "asyncio"
             self._defer_wakes = GIL_ENABLED
         else:
             self._wake_fn = self._wake_by_callback
+
+    def wake_now(self) -> None:
+        """Write this worker's wake-up now (any thread)."""
+        try:  # noqa: SIM105 - contextlib.suppress costs three Python calls more
+            self._wake_fn()
+        except OSError:
+            # The loop is closed (nothing left to wake), or its self-pipe is full: then
+            # it is readable already, and the loop's select returns anyway.
+            pass
 
     def _wake_by_callback(self) -> None:
         with contextlib.suppress(RuntimeError):  # closed under us: nothing left to wake
@@ -401,7 +435,7 @@ class Worker:
         finally:
             lock.release()
         if wake:
-            self._wake_fn()
+            self.wake_now()
             _owe(self)
         else:
             runtime = self.runtime
@@ -433,14 +467,17 @@ class Worker:
             if self.closed:
                 return False
             self.inbox.append(item)
-            if not self._claim_wake():
+            # _claim_wake(), inline.
+            if self.notified or (self.parks_in_selector and not self.parked):
                 return True
+            self.notified = True
+            self.wakeups += 1
         finally:
             lock.release()
         if me is not None and me._defer_wakes:
             me.defer_wake(self)
         else:
-            self._wake_fn()
+            self.wake_now()
             _owe(self)
         return True
 
@@ -470,7 +507,7 @@ class Worker:
         deferred = self._deferred
         self._deferred = []
         for w in deferred:
-            w._wake_fn()
+            w.wake_now()
             # _owe(w), inlined: only stdlib workers on a GIL build defer their wake-ups
             if owe and w.parks_in_selector and w is not self:
                 self._woken.append((w, w.selects, 0))
@@ -492,7 +529,7 @@ class Worker:
                 return False
             self.notified = True
             self.wakeups += 1
-        self._wake_fn()
+        self.wake_now()
         _owe(self)
         return True
 
@@ -524,7 +561,16 @@ class Worker:
         # helpers it calls return early in the common case.)
         self._batch = 1  # see __init__
         runtime = self.runtime
-        retry = runtime.steal_into(self)
+        # Steal only if another worker has goroutines queued. Between workers that pass
+        # messages (or in an idle program) none has: this test is all that runs.
+        retry: float | None = None
+        for w in self.others:
+            if w.runq or w.runnext is not None:
+                retry = runtime.steal_into(self)
+                break
+        else:
+            if self.spinning:
+                runtime.stop_spinning(self)
         if retry == 0.0:
             timeout = 0
         else:
@@ -535,12 +581,26 @@ class Worker:
                     timeout = 0
                 else:
                     self.parked = True
+                    # Cleared here, under the lock, as well as at the unpark below, which
+                    # does without it: a poster that saw this worker parked just before
+                    # that unpark may have set it since (and written a wake-up byte,
+                    # which the next select reads). Left set, it would keep the next
+                    # poster from waking this worker.
+                    self.notified = False
             finally:
                 lock.release()
             if timeout != 0 and retry is not None and (timeout is None or retry < timeout):
                 timeout = retry
-        if timeout is None and runtime.detect_deadlocks and self.parked:
-            timeout = _deadlock_watch(self)
+        if timeout is None and self.parked and runtime.detect_deadlocks:
+            # The watch matters only to the last worker to park. Between workers that
+            # pass messages, the other one is usually running or woken: that test first,
+            # inline (what watch() would conclude, and forget, in that case).
+            for w in self.others:
+                if not w.parked or w.notified:
+                    runtime._watch = None
+                    break
+            else:
+                timeout = _deadlock_watch(self)
         if self.inbox:
             timeout = 0  # posted meanwhile: the drain below runs it
         if self.runq or self.runnext is not None:
@@ -549,15 +609,20 @@ class Worker:
         # Wake-ups held back (see defer_wake) go out last, as close as can be to the
         # select that releases the GIL: a worker woken earlier would wake only to wait
         # for the GIL while this one still steals, parks and watches.
-        if self._deferred:
-            self.flush_wakes(owe=False)
+        # (flush_wakes(owe=False), inline.)
+        deferred = self._deferred
+        if deferred:
+            self._deferred = []
+            for w in deferred:
+                try:  # noqa: SIM105 - w.wake_now(), inline
+                    w._wake_fn()
+                except OSError:
+                    pass
         if self._woken:
             self._woken.clear()  # about to park, which releases the GIL anyway
         self.selects += 1
-        events: list[tuple[selectors.SelectorKey, int]] = []
         try:
-            events = selector.select_parked(timeout)
-            return events
+            return selector.select_parked(timeout)
         finally:
             # Busy from now on: the time spent waiting for the GIL to come back after
             # the select does not count (see _share_gil).
@@ -565,11 +630,14 @@ class Worker:
             # Nothing happened here during that select (for the deadlock watch).
             self._quiet = not selector.got_any and not self.inbox
             if self.parked:
-                lock = self.lock  # not `with`: once per wake-up
-                lock.acquire()
+                # Awake, without the lock: a poster that still sees this worker parked
+                # writes a wake-up byte it did not need to (the next select reads it),
+                # and one that sees it awake adds to the inbox, which is drained below or
+                # looked at under the lock before the next park. In between, parked is
+                # False and notified True: awake to anyone who looks, the deadlock watch
+                # included. (Park clears notified again, under the lock.)
                 self.parked = False
                 self.notified = False
-                lock.release()
             # Posted callbacks (mostly: resolve the future of a goroutine that another
             # thread handed a value to) run right here, so the callbacks they schedule
             # (that goroutine's next step) run in this same loop iteration, not one

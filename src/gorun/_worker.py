@@ -17,8 +17,9 @@ A poster appends under the lock and wakes the worker only if it is parked and no
 woken it yet (``notified``, cleared when the worker parks and when it unparks), so a
 burst of posts costs one cross-thread wake-up, and a worker that is running anyway is
 never woken: it looks at its queues, under the lock, before it next blocks. A poster
-that sees it parked in that moment after the select costs it one spurious wake-up. uvloop exposes no selector, so uvloop workers are woken once per drain
-(``notified`` is cleared when the drain runs).
+that sees it parked in that moment after the select costs it one spurious wake-up.
+uvloop exposes no selector, so uvloop workers are woken once per drain (``notified`` is
+cleared when the drain runs).
 """
 
 from __future__ import annotations

@@ -590,3 +590,19 @@ def test_a_worker_loops_call_soon_makes_the_handle_asyncio_makes() -> None:
         await asyncio.sleep(0)
 
     gorun.run(main(), procs=1)
+
+
+def test_a_worker_parks_when_its_selector_watches_no_file_at_all() -> None:
+    # Parking polls epoll for as many events as the selector has files, and epoll
+    # refuses to wait for none: a loop whose self-pipe reader was removed (asyncio's own
+    # selector copes with that too) must still sleep and wake on its timers.
+    async def main() -> None:
+        loop: Any = asyncio.get_running_loop()
+        fd = loop._ssock.fileno()
+        assert loop.remove_reader(fd)
+        try:
+            await asyncio.sleep(0.01)
+        finally:
+            loop._add_reader(fd, loop._read_from_self)
+
+    gorun.run(main(), procs=1)

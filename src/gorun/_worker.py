@@ -177,9 +177,10 @@ class ParkingSelector(_BaseSelector):  # type: ignore[misc,valid-type]
             timeout = 0
         else:
             timeout = math.ceil(timeout * 1e3) * 1e-3  # epoll counts milliseconds
-        fd_to_key = self._fd_to_key  # the wake-up fd is one: never empty
+        fd_to_key = self._fd_to_key
         try:
-            ready = _epoll_poll(self._selector, timeout, len(fd_to_key))
+            # At least 1: epoll refuses 0, and the self-pipe's reader is removable.
+            ready = _epoll_poll(self._selector, timeout, max(len(fd_to_key), 1))
         except InterruptedError:
             self.got_any = False
             return []

@@ -500,18 +500,19 @@ class Worker:
                 sysmon.poke()
         self._deferred.append(target)
 
-    def flush_wakes(self, *, owe: bool = True) -> None:
-        """Write the wake-ups this worker deferred (its own thread, at its select).
+    def flush_wakes(self) -> None:
+        """Write the wake-ups this worker deferred (own thread: busy select, loop stop).
 
-        With *owe*, remember the woken workers for the hand-over (see _settle); a
-        worker about to park passes False, since its select gives up the GIL anyway.
+        The woken workers are remembered for the hand-over (see _settle). A worker about
+        to park flushes inline instead (select_idle), without that: its select gives up
+        the GIL anyway.
         """
         deferred = self._deferred
         self._deferred = []
         for w in deferred:
             w.wake_now()
             # _owe(w), inlined: only stdlib workers on a GIL build defer their wake-ups
-            if owe and w.parks_in_selector and w is not self:
+            if w.parks_in_selector and w is not self:
                 self._woken.append((w, w.selects, 0))
 
     def _claim_wake(self) -> bool:
@@ -611,7 +612,7 @@ class Worker:
         # Wake-ups held back (see defer_wake) go out last, as close as can be to the
         # select that releases the GIL: a worker woken earlier would wake only to wait
         # for the GIL while this one still steals, parks and watches.
-        # (flush_wakes(owe=False), inline.)
+        # (flush_wakes(), inline, without recording the woken for _settle.)
         deferred = self._deferred
         if deferred:
             self._deferred = []

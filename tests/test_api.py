@@ -226,9 +226,9 @@ def test_result_before_done_is_an_invalid_state() -> None:
 
 
 def test_stats_without_a_runtime_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    from gorun import _runtime
+    from gorun import _current
 
-    monkeypatch.setattr(_runtime, "_default_runtime", None)
+    monkeypatch.setattr(_current, "_default_runtime", None)
     errors: list[BaseException] = []
 
     def plain() -> None:

@@ -16,22 +16,25 @@ lock before it is woken, so exactly one party decides each operation (see ``_wai
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import threading
 from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any, Generic, TypeVar
 
+from ._thread_state import running_loop
 from ._waiter import (
     CANCELLED,
     Queued,
     Solo,
+    ThreadSolo,
     check_blocking_allowed,
+    has_live,
     new_solo,
     note_plain_thread,
+    pop_live,
     rearm_cancel,
+    remove,
 )
-from ._worker import loop_here
 
 T = TypeVar("T")
 
@@ -95,20 +98,12 @@ class Chan(Generic[T]):
 
     # -- the non-blocking core, called with self._lock held ------------------------------
 
-    def _pop_live(self, queue: deque[Queued]) -> Queued | None:
-        # Claim the first waiter that is still waiting; drop stale ones on the way.
-        while queue:
-            w = queue.popleft()
-            if w.claim():
-                return w
-        return None
-
     def _try_send(self, value: T) -> Queued | bool:
         """Send without waiting. Returns the receiver to wake, True if buffered,
         False if it would block. Raises Closed."""
         if self._closed:
             raise Closed("send on closed channel")
-        w = self._pop_live(self._recvq)
+        w: Queued | None = pop_live(self._recvq)
         if w is not None:
             w.value = value
             return w
@@ -123,31 +118,22 @@ class Chan(Generic[T]):
             value = self._buf.popleft()
             w = None
             if len(self._buf) < self._cap:  # a parked sender's value takes the freed slot
-                w = self._pop_live(self._sendq)
+                w = pop_live(self._sendq)
                 if w is not None:
                     self._buf.append(w.value)
             return value, True, w
-        w = self._pop_live(self._sendq)
+        w = pop_live(self._sendq)
         if w is not None:
             return w.value, True, w
         if self._closed:
             return None, False, None
         return None
 
-    def _has_live(self, queue: deque[Queued]) -> bool:
-        while queue and queue[0].stale:
-            queue.popleft()
-        return bool(queue)
-
     def _send_ready(self) -> bool:
-        return self._closed or self._has_live(self._recvq) or len(self._buf) < self._cap
+        return self._closed or has_live(self._recvq) or len(self._buf) < self._cap
 
     def _recv_ready(self) -> bool:
-        return bool(self._buf) or self._closed or self._has_live(self._sendq)
-
-    def _remove(self, waiter: Queued, queue: deque[Queued]) -> None:
-        with contextlib.suppress(ValueError):
-            queue.remove(waiter)
+        return bool(self._buf) or self._closed or has_live(self._sendq)
 
     # -- send ---------------------------------------------------------------------------
 
@@ -158,7 +144,7 @@ class Chan(Generic[T]):
             Closed: the channel is closed.
             WouldBlock: no receiver is waiting and the buffer is full.
         """
-        if loop_here() is None:
+        if running_loop() is None:
             note_plain_thread()
         with self._lock:
             got = self._try_send(value)
@@ -179,9 +165,9 @@ class Chan(Generic[T]):
         Raises:
             Closed: the channel is closed, or is closed while this send waits.
         """
-        # The hottest path there is, so _try_send is inlined, the lock is taken with
-        # acquire/release (on 3.11 a `with` block costs as much again as the lock
-        # itself), and the waiter is built without a Python-level __init__.
+        # The hottest path there is, so _try_send is inlined (a copy of Chan._try_send,
+        # checked against it by tests/test_copies.py), and the lock is taken with
+        # acquire/release (on 3.11 a `with` block costs as much again as the lock itself).
         lock = self._lock
         lock.acquire()
         try:
@@ -198,7 +184,7 @@ class Chan(Generic[T]):
                 if len(self._buf) < self._cap:
                     self._buf.append(value)
                     return
-                op = new_solo(loop_here(), value)
+                op = new_solo(running_loop(), value, "chan send", self)
                 self._sendq.append(op)
         finally:
             lock.release()
@@ -206,12 +192,12 @@ class Chan(Generic[T]):
             receiver.wake()
             return
         try:
-            await op.fut  # type: ignore[misc]
+            await op
         except asyncio.CancelledError as exc:
             with lock:
                 gave_up = op.claim(CANCELLED)
                 if gave_up:
-                    self._remove(op, self._sendq)
+                    remove(self._sendq, op)
             if gave_up:
                 raise
             rearm_cancel(exc.args[0] if exc.args else None)
@@ -230,7 +216,7 @@ class Chan(Generic[T]):
         with self._lock:
             got = self._try_send(value)
             if got is False:
-                op = Solo(None, value)
+                op = ThreadSolo(value)
                 self._sendq.append(op)
         if got is not False:
             if got is not True:
@@ -240,7 +226,7 @@ class Chan(Generic[T]):
             with self._lock:
                 gave_up = op.claim(CANCELLED)
                 if gave_up:
-                    self._remove(op, self._sendq)
+                    remove(self._sendq, op)
             if gave_up:
                 raise TimeoutError(f"send did not complete within {timeout} seconds")
             op.sleep_blocking(None)  # claimed meanwhile: its wake is on the way
@@ -256,7 +242,7 @@ class Chan(Generic[T]):
             Closed: the channel is closed and drained.
             WouldBlock: nothing buffered and no sender waiting.
         """
-        if loop_here() is None:
+        if running_loop() is None:
             note_plain_thread()
         with self._lock:
             got = self._try_recv()
@@ -280,7 +266,7 @@ class Chan(Generic[T]):
         try:
             got = self._try_recv()
             if got is None:
-                op = new_solo(loop_here(), None)
+                op = new_solo(running_loop(), None, "chan receive", self)
                 self._recvq.append(op)
         finally:
             lock.release()
@@ -289,7 +275,7 @@ class Chan(Generic[T]):
                 got[2].wake()
             return got[0], got[1]
         try:
-            await op.fut  # type: ignore[misc]
+            await op
         except asyncio.CancelledError as exc:
             self._cancel_recv(op, exc)
         return op.value, not op.closed
@@ -309,8 +295,8 @@ class Chan(Generic[T]):
             if self._buf or self._closed:
                 got = self._try_recv()
             else:
-                # Nothing buffered: take a parked sender's value, or park. This is
-                # _try_recv's unbuffered case, inlined (see send()).
+                # Nothing buffered: take a parked sender's value, or park. A copy of
+                # Chan._try_recv's unbuffered case (see send(); tests/test_copies.py).
                 sendq = self._sendq
                 while sendq:
                     sender = sendq.popleft()
@@ -319,7 +305,7 @@ class Chan(Generic[T]):
                         break
                 else:
                     sender = None
-                    op = new_solo(loop_here(), None)
+                    op = new_solo(running_loop(), None, "chan receive", self)
                     self._recvq.append(op)
                 got = None
         finally:
@@ -334,7 +320,7 @@ class Chan(Generic[T]):
             sender.wake()
             return value  # type: ignore[no-any-return]
         try:
-            await op.fut  # type: ignore[misc]
+            await op
         except asyncio.CancelledError as exc:
             self._cancel_recv(op, exc)
         if op.closed:
@@ -348,7 +334,7 @@ class Chan(Generic[T]):
         woken = None
         with self._lock:
             if op.claim(CANCELLED):
-                self._remove(op, self._recvq)
+                remove(self._recvq, op)
             elif not op.closed:
                 woken = self._put_back(op.value)
         if woken is not None:
@@ -360,7 +346,7 @@ class Chan(Generic[T]):
         # rest: to the next parked receiver, else to the head of the buffer (which may
         # then hold one value more than cap until it is received). Returns the receiver
         # to wake, if any.
-        w = self._pop_live(self._recvq)
+        w: Queued | None = pop_live(self._recvq)
         if w is not None:
             w.value, w.closed = value, False
             return w
@@ -379,7 +365,7 @@ class Chan(Generic[T]):
         with self._lock:
             got = self._try_recv()
             if got is None:
-                op = Solo(None)
+                op = ThreadSolo()
                 self._recvq.append(op)
         if got is not None:
             value, ok, sender = got
@@ -390,7 +376,7 @@ class Chan(Generic[T]):
                 with self._lock:
                     gave_up = op.claim(CANCELLED)
                     if gave_up:
-                        self._remove(op, self._recvq)
+                        remove(self._recvq, op)
                 if gave_up:
                     raise TimeoutError(f"recv did not complete within {timeout} seconds")
                 op.sleep_blocking(None)
@@ -413,17 +399,17 @@ class Chan(Generic[T]):
         Raises:
             Closed: the channel was already closed.
         """
-        if loop_here() is None:
+        if running_loop() is None:
             note_plain_thread()
         with self._lock:
             if self._closed:
                 raise Closed("close of closed channel")
             self._closed = True
             woken: list[Queued] = []
-            while (w := self._pop_live(self._recvq)) is not None:
+            while (w := pop_live(self._recvq)) is not None:
                 w.value, w.closed = None, True
                 woken.append(w)
-            while (w := self._pop_live(self._sendq)) is not None:
+            while (w := pop_live(self._sendq)) is not None:
                 w.closed = True
                 woken.append(w)
         for w in woken:

@@ -1,8 +1,9 @@
-"""Validation of runtime settings and their environment defaults (GORUN_PROCS, GORUN_LOOP,
-GORUN_DEADLOCK)."""
+"""Runtime settings and their environment defaults (GORUN_PROCS, GORUN_LOOP, GORUN_DEADLOCK),
+and the argument checks the public API shares."""
 
 from __future__ import annotations
 
+import math
 import os
 
 LOOP_KINDS = ("asyncio", "uvloop")
@@ -75,3 +76,32 @@ def resolve_deadlock(deadlock: bool | None) -> bool:
     if raw in ("0", "false", "no", "off"):
         return False
     raise ValueError(f"GORUN_DEADLOCK must be 1 or 0 (on or off), got {raw!r}")
+
+
+def check_int(what: str, value: object) -> int:
+    """*value*, if it is an int (not a bool); else a TypeError that names *what*."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{what} must be an int, got {type(value).__name__} {value!r}")
+    return value
+
+
+def check_seconds(value: object, what: str, *, positive: bool = False) -> float:
+    """*value* as a number of seconds: finite, and 0 or more (more than 0 if *positive*).
+
+    Raises:
+        TypeError: *value* is not an int or float.
+        ValueError: it is not finite, or negative (or 0 where *positive*).
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(
+            f"{what} must be a number of seconds (int or float), "
+            f"got {type(value).__name__} {value!r}"
+        )
+    seconds = float(value)
+    if not math.isfinite(seconds):
+        raise ValueError(f"{what} must be a finite number of seconds, got {value!r}")
+    if positive and seconds <= 0:
+        raise ValueError(f"{what} must be more than 0 seconds, got {value!r}")
+    if seconds < 0:
+        raise ValueError(f"{what} must be 0 or more seconds, got {value!r}")
+    return seconds

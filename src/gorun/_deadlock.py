@@ -16,14 +16,16 @@ declares it only when all of this holds at once, and still holds a short grace l
   used a channel, or one that will) may still wake a goroutine; no other runtime has
   goroutines; no signal handler is installed on its loops (but gorun's dump_signal).
 
-The check runs on the last worker to park: instead of blocking with no timeout, it
-blocks for ``GRACE`` and, if that select returns with nothing and no other worker has
-selected since (their ``selects`` counters are unchanged), it reads every task's state
-(see ``_dump``). A deadlock cancels the main task (the one ``run_until_complete`` runs
-on the home loop) with a marker; [`gorun.Loop`][gorun.Loop] turns that cancellation into
-[`gorun.Deadlock`][gorun.Deadlock], whose message holds the dump. Threads and loops outside the
-runtime that reach a channel only through ``call_soon_threadsafe`` are not seen: turn
-the check off for such programs (``gorun.run(..., deadlock=False)`` or
+The check is a `DeadlockWatch`, which the home loop registers as its runtime's
+``park_watch``: the scheduler calls it on the last worker to park (every other worker
+parked and not woken). Instead of blocking with no timeout, that worker then blocks for
+``GRACE`` and, if that select returns with nothing and no other worker has selected
+since (their ``selects`` counters are unchanged), the watch reads every task's state
+(see ``_dump``). A deadlock cancels the main task (the one ``run_until_complete`` runs on
+the home loop) with a marker; [`gorun.Loop`][gorun.Loop] turns that cancellation into
+[`gorun.Deadlock`][gorun.Deadlock], whose message holds the dump. Threads and loops
+outside the runtime that reach a channel only through ``call_soon_threadsafe`` are not
+seen: turn the check off for such programs (``gorun.run(..., deadlock=False)`` or
 ``GORUN_DEADLOCK=0``).
 """
 
@@ -32,14 +34,21 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from ._compat import (
+    default_executor_idle_threads,
+    fd_map,
+    has_live_timers,
+    has_ready_callbacks,
+    loop_selector,
+    loop_thread_id,
+    signal_callbacks,
+)
 from ._dump import describe, print_dump, runtime_entries
+from ._runtime import Runtime, all_runtimes
 from ._waiter import plain_threads
-
-if TYPE_CHECKING:
-    from ._runtime import Runtime
-    from ._worker import Worker
+from ._worker import Worker
 
 #: How long every worker must stay parked before the tasks are looked at.
 GRACE = 0.02
@@ -59,43 +68,46 @@ class Deadlock(RuntimeError):
 DEADLOCK_MARKER = "gorun: all goroutines are asleep - deadlock!"
 
 
-def watch(worker: Worker) -> float | None:
-    """The select timeout for *worker*, about to park with no timeout (its own thread).
+class DeadlockWatch:
+    """A runtime's park watch: the select timeout of the last worker to park.
 
-    None: park for as long as it takes. GRACE: this worker is the last one to park;
-    look again when that select returns empty. 0: a deadlock was just declared.
+    Returns None (park for as long as it takes), GRACE (this worker is the last one to
+    park: look again when that select returns empty) or 0 (a deadlock was just declared).
     """
-    rt = worker.runtime
-    previous = rt._watch
-    rt._watch = None
-    # Cheap tests first, since a loop parks once per message or I/O event: a loop that
-    # watches a file descriptor besides its wake-up pipe (a server) may be woken by I/O
-    # (loops_quiet's test, on this loop alone), and between two busy workers another
-    # one is usually running or woken (all_parked).
-    loop: Any = worker.loop
-    if len(loop._selector._fd_to_key) > 1:  # get_map(), without making the mapping
-        return None
-    if not all_parked(rt, worker) or not loops_quiet(rt):
-        return None
-    others = tuple(w.selects for w in rt.workers if w is not worker)
-    if previous == (worker.index, *others) and worker._quiet:
-        text = check(rt)
-        if text is None:
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        # The worker and the other workers' select counters when the last grace began.
+        self._armed: tuple[int, ...] | None = None
+
+    def __call__(self, worker: Worker) -> float | None:
+        rt = self.rt
+        previous, self._armed = self._armed, None
+        # Cheap tests first, since a loop parks once per message or I/O event: a loop
+        # that watches a file descriptor besides its wake-up pipe (a server) may be woken
+        # by I/O (loops_quiet's test, on this loop alone).
+        selector = worker.selector
+        if selector is not None and len(selector.watched) > 1:
             return None
-        declare(rt, text)
-        return 0.0  # the cancellation may be queued on this very loop
-    rt._watch = (worker.index, *others)
-    return GRACE
+        if not nothing_queued(rt) or not loops_quiet(rt):
+            return None
+        key = (worker.index, *(w.selects for w in rt.workers if w is not worker))
+        if previous == key and worker.quiet:
+            text = check(rt)
+            if text is None:
+                return None
+            declare(rt, text)
+            return 0.0  # the cancellation may be queued on this very loop
+        self._armed = key
+        return GRACE
 
 
-def all_parked(rt: Runtime, me: Worker) -> bool:
-    """True if every worker but *me* is parked and nothing is queued anywhere."""
+def nothing_queued(rt: Runtime) -> bool:
+    """True if every worker parks in a selector and has nothing queued or held back."""
     for w in rt.workers:
         if not w.parks_in_selector:
             return False  # uvloop workers: parking cannot be seen
-        if w.inbox or w.runq or w.runnext is not None or w._deferred:
-            return False
-        if w is not me and (not w.parked or w.notified):
+        if w.inbox or w.runq or w.runnext is not None or w.deferred:
             return False
     return True
 
@@ -104,35 +116,32 @@ def loops_quiet(rt: Runtime) -> bool:
     """True if no loop of *rt* has a callback ready, a timer pending or an fd to watch."""
     for w in rt.workers:
         loop: Any = w.loop
-        if loop is None or loop.is_closed() or loop._ready:
+        if loop is None or loop.is_closed() or has_ready_callbacks(loop):
             return False
-        if any(not h.cancelled() for h in list(loop._scheduled)):
+        if has_live_timers(loop):
             return False
-        if len(loop._selector.get_map()) > 1:  # more than the loop's own wake-up pipe
+        selector = loop_selector(loop)
+        if selector is None or len(fd_map(selector)) > 1:  # more than the wake-up pipe
             return False
-        handlers = getattr(loop, "_signal_handlers", None) or {}
-        if any(getattr(h, "_callback", None) is not print_dump for h in handlers.values()):
+        if any(cb is not print_dump for cb in signal_callbacks(loop)):
             return False  # a signal may come and run a handler that wakes a goroutine
     return True
 
 
 def check(rt: Runtime) -> str | None:
     """The dump if *rt* is deadlocked (see the module docstring), else None."""
-    home: Any = rt.home
-    main = getattr(home, "_gorun_main", None)
+    main = rt.main
     if main is None or main.done() or other_threads(rt) or other_runtimes_busy(rt):
         return None
-    home_id = getattr(home, "_thread_id", None)
+    home_id = loop_thread_id(rt.home)
     if any(t.ident != home_id for t in plain_threads()):  # the home thread runs the loop now
         return None
     tasks: list[asyncio.Task[Any]] = []
     for w in rt.workers:
-        for _ in range(10):
-            try:
-                tasks.extend(asyncio.all_tasks(w.loop))
-                break
-            except RuntimeError:  # the task set changed under us: someone is running
-                return None
+        try:
+            tasks.extend(asyncio.all_tasks(w.loop))
+        except RuntimeError:  # the task set changed under us: someone is running
+            return None
     if main not in tasks:
         return None
     for task in tasks:
@@ -148,16 +157,11 @@ def other_threads(rt: Runtime) -> list[threading.Thread]:
     default executor of *rt*'s loops while that executor is idle (no work queued or
     running: work a task awaits would make that task not blocked on gorun anyway).
     """
-    inert: set[int | None] = {getattr(rt.home, "_thread_id", None)}
+    inert: set[int | None] = {loop_thread_id(rt.home)}
     for w in rt.workers:
         inert.add(w.thread_id)
-        ex = getattr(w.loop, "_default_executor", None)
-        threads = getattr(ex, "_threads", None)
-        idle = getattr(getattr(ex, "_idle_semaphore", None), "_value", None)
-        queue = getattr(ex, "_work_queue", None)
-        if threads is not None and idle == len(threads) and queue is not None and queue.empty():
-            inert.update(t.ident for t in list(threads))
-    monitor = rt.sysmon._thread
+        inert.update(default_executor_idle_threads(w.loop))
+    monitor = rt.sysmon.thread
     if monitor is not None:
         inert.add(monitor.ident)
     return [t for t in threading.enumerate() if t.ident not in inert and t.is_alive()]
@@ -165,8 +169,6 @@ def other_threads(rt: Runtime) -> list[threading.Thread]:
 
 def other_runtimes_busy(rt: Runtime) -> bool:
     """True if another runtime has goroutines: they may use *rt*'s channels."""
-    from ._runtime import all_runtimes
-
     return any(other is not rt and other.num_goroutine() for other in all_runtimes())
 
 
@@ -177,6 +179,6 @@ def declare(rt: Runtime, text: str) -> None:
 
 
 def _cancel_main(rt: Runtime) -> None:
-    main = getattr(rt.home, "_gorun_main", None)
+    main = rt.main
     if main is not None and not main.done():
         main.cancel(DEADLOCK_MARKER)

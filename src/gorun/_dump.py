@@ -1,10 +1,12 @@
 """``gorun.dump()``: every live goroutine, what it waits for and where, like Go's dump.
 
-A goroutine's state is read from its Task, never recorded on the hot paths: the Task's
-``_fut_waiter`` says whether it is parked, and the chain of coroutines it is suspended in
-(``cr_await``, down to the future) says on what. The innermost frame that is one of
-gorun's blocking operations (``Chan.recv``, ``select``, ``Mutex.lock``, ...) names the
-wait; the waiter object in that chain (a ``Solo`` or ``Parker``) says since when.
+A goroutine's state is read from its Task, never recorded on the hot paths: the future
+the Task awaits says whether it is parked and on what. Every gorun blocking operation
+sleeps on a `WaitFuture` that describes itself (the blocking-point protocol of
+``_waiter``: what it waits for, on which primitive, since when), so this module knows no
+primitive by name. A Task awaited directly is another goroutine or task; asyncio's own
+waits (``asyncio.sleep``, a TaskGroup's exit) are recognised by their code objects in
+the chain of coroutines the Task is suspended in, which is also printed as its stack.
 
 Everything here reads state owned by other threads without their locks. That is fine for
 a diagnostic on a GIL build and for workers that are parked (the deadlock detector only
@@ -14,16 +16,18 @@ looks while every worker is); a goroutine that moves on meanwhile is shown as it
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from types import CodeType, FrameType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from ._goroutine import Goroutine
-    from ._runtime import Runtime
+from ._compat import awaited_future, gather_children
+from ._goroutine import Goroutine
+from ._runtime import Runtime, all_runtimes
+from ._waiter import WaitFuture
 
 
 @dataclass
@@ -38,54 +42,20 @@ class Wait:
     frames: list[FrameType] = field(default_factory=list)
 
 
-def _chan_detail(frame: FrameType) -> str:
-    return repr(frame.f_locals.get("self"))
+#: asyncio's own waits, by the code object of the coroutine that waits: (label, whether
+#: only gorun primitives can end it). A TaskGroup waits for its tasks; a sleep for a timer.
+_ASYNCIO_WAITS: dict[CodeType, tuple[str, bool]] = {
+    asyncio.sleep.__code__: ("sleep", False),
+    asyncio.TaskGroup.__aexit__.__code__: ("TaskGroup wait", True),
+}
+
+#: Task id -> its goroutine, for telling a goroutine awaited on its own loop from a task.
+ByTask = Mapping[int, Goroutine[Any]]
 
 
-def _select_detail(frame: FrameType) -> str:
-    ops = frame.f_locals.get("ops") or ()
-    names = {0: "recv", 1: "recv_ok", 2: "send"}
-    parts = []
-    for kind, ch, _value in ops:
-        parts.append(f"{names.get(kind, kind)} {ch!r}")
-    return "; ".join(parts)
-
-
-def _self_detail(frame: FrameType) -> str:
-    return repr(frame.f_locals.get("self"))
-
-
-#: Code object of a gorun blocking operation -> (state label, detail, only gorun can end it)
-_WAITS: dict[CodeType, tuple[str, Callable[[FrameType], str], bool]] = {}
-
-
-def _waits() -> dict[CodeType, tuple[str, Callable[[FrameType], str], bool]]:
-    if not _WAITS:
-        from . import _select
-        from ._chan import Chan
-        from ._goroutine import Goroutine
-        from ._group import Group
-        from ._sync import Mutex, Once, RWMutex, WaitGroup
-
-        table: list[tuple[Any, str, Callable[[FrameType], str], bool]] = [
-            (Chan.send, "chan send", _chan_detail, True),
-            (Chan.recv, "chan receive", _chan_detail, True),
-            (Chan.recv_ok, "chan receive", _chan_detail, True),
-            (_select.select, "select", _select_detail, True),
-            (WaitGroup.wait, "WaitGroup.wait", _self_detail, True),
-            (Mutex.lock, "Mutex.lock", _self_detail, True),
-            (RWMutex.lock, "RWMutex.lock", _self_detail, True),
-            (RWMutex.rlock, "RWMutex.rlock", _self_detail, True),
-            (Once.do, "Once.do", _self_detail, True),
-            (Group.__aexit__, "Group wait", _self_detail, True),
-            (Goroutine.__await__, "awaiting goroutine", _self_detail, True),
-            (Goroutine._await_remote, "awaiting goroutine", _self_detail, True),
-            (asyncio.sleep, "sleep", lambda f: "", False),
-            (asyncio.TaskGroup.__aexit__, "TaskGroup wait", lambda f: "", True),
-        ]
-        for fn, label, detail, on_gorun in table:
-            _WAITS[fn.__code__] = (label, detail, on_gorun)
-    return _WAITS
+def goroutines_by_task(runtimes: list[Runtime]) -> dict[int, Goroutine[Any]]:
+    """The live goroutines of *runtimes* that have started, by ``id()`` of their Task."""
+    return {id(g._task): g for rt in runtimes for g in rt.live_goroutines() if g._task}
 
 
 def await_chain(task: asyncio.Task[Any]) -> list[FrameType]:
@@ -109,36 +79,32 @@ def await_chain(task: asyncio.Task[Any]) -> list[FrameType]:
     return frames
 
 
-def describe(task: asyncio.Task[Any]) -> Wait:
+def describe(task: asyncio.Task[Any], by_task: ByTask | None = None) -> Wait:
     """Read what *task* is doing now (see the module docstring)."""
     # A coroutine that is executing now (on whichever thread) is the running one.
     if getattr(task.get_coro(), "cr_running", False):
         return Wait("running", frames=await_chain(task))
-    waiter = getattr(task, "_fut_waiter", None)
+    waiter = awaited_future(task)
     frames = await_chain(task)
     if waiter is None:
         return Wait("runnable", frames=frames)
-    table = _waits()
-    since = None
+    if isinstance(waiter, WaitFuture):
+        try:
+            detail = waiter.blocked_on()
+        except Exception as exc:  # a diagnostic must not fail on odd state
+            detail = f"({type(exc).__name__} reading it)"
+        return Wait(waiter.what, detail, waiter.since, True, frames)
     for frame in reversed(frames):
-        if since is None:
-            for name in ("op", "waiter", "parker"):
-                w = frame.f_locals.get(name)
-                if w is not None and isinstance(getattr(w, "since", None), float):
-                    since = w.since
-                    break
-        hit = table.get(frame.f_code)
+        hit = _ASYNCIO_WAITS.get(frame.f_code)
         if hit is not None:
-            label, detail, on_gorun = hit
-            try:
-                text = detail(frame)
-            except Exception as exc:  # a diagnostic must not fail on odd state
-                text = f"({type(exc).__name__} reading it)"
-            return Wait(label, text, since, on_gorun, frames)
+            return Wait(hit[0], "", None, hit[1], frames)
     if isinstance(waiter, asyncio.Task):
+        g = (by_task or {}).get(id(waiter))
+        if g is not None:
+            return Wait("awaiting goroutine", repr(g), g._awaited_since, True, frames)
         return Wait("awaiting task", repr(waiter.get_name()), None, True, frames)
-    if isinstance(waiter, asyncio.futures.Future) and type(waiter).__name__ == "_GatheringFuture":
-        children = getattr(waiter, "_children", ())
+    children = gather_children(waiter)
+    if children is not None:
         only_tasks = all(isinstance(c, asyncio.Task) or c.done() for c in children)
         return Wait("gather", f"{len(children)} awaitables", None, only_tasks, frames)
     return Wait("awaiting a future or I/O", repr(waiter), None, False, frames)
@@ -173,8 +139,10 @@ def _worker_name(g: Goroutine[Any]) -> str:
     return f"worker {worker.index} ({name})"
 
 
-def _task_entry(title: str, where: str, task: asyncio.Task[Any], now: float) -> list[str]:
-    w = describe(task)
+def _task_entry(
+    title: str, where: str, task: asyncio.Task[Any], now: float, by_task: ByTask | None
+) -> list[str]:
+    w = describe(task, by_task)
     head = w.state
     if w.since is not None:
         head += f", {_duration(now - w.since)}"
@@ -185,7 +153,7 @@ def _task_entry(title: str, where: str, task: asyncio.Task[Any], now: float) -> 
     return lines
 
 
-def goroutine_entry(g: Goroutine[Any], now: float) -> list[str]:
+def goroutine_entry(g: Goroutine[Any], now: float, by_task: ByTask | None = None) -> list[str]:
     """The dump of one goroutine (no lines if it is done)."""
     task = g._task
     title = f"goroutine {g.id} {g.name!r}"
@@ -196,17 +164,19 @@ def goroutine_entry(g: Goroutine[Any], now: float) -> list[str]:
         return [f"{title} [runnable, not started, queued {_duration(waited)}]"]
     if task.done():
         return []
-    return _task_entry(title, _worker_name(g), task, now)
+    return _task_entry(title, _worker_name(g), task, now, by_task)
 
 
-def runtime_entries(rt: Runtime, now: float) -> list[str]:
+def runtime_entries(rt: Runtime, now: float, by_task: ByTask | None = None) -> list[str]:
     """The dump of one runtime: its goroutines, then the other tasks on its loops."""
     lines = [f"{rt!r}:"]
     seen: set[int] = set()
+    if by_task is None:
+        by_task = goroutines_by_task([rt])
     for g in rt.live_goroutines():
         if g._task is not None:
             seen.add(id(g._task))
-        lines.extend(goroutine_entry(g, now))
+        lines.extend(goroutine_entry(g, now, by_task))
     for w in rt.workers:
         loop = w.loop
         if loop is None or loop.is_closed():
@@ -215,7 +185,7 @@ def runtime_entries(rt: Runtime, now: float) -> list[str]:
             if id(task) in seen or task.done():
                 continue
             where = f"worker {w.index}" + (" (home loop)" if loop is rt.home else "")
-            lines.extend(_task_entry(f"task {task.get_name()!r}", where, task, now))
+            lines.extend(_task_entry(f"task {task.get_name()!r}", where, task, now, by_task))
     return lines
 
 
@@ -243,67 +213,18 @@ def dump() -> str:
     Safe to call from any thread, at any time: it reads without stopping anything, so a
     goroutine that moves on meanwhile is shown as it was.
     """
-    from ._runtime import all_runtimes
-
     now = time.monotonic()
     runtimes = all_runtimes()
     if not runtimes:
         return "gorun: no runtime is running\n"
+    by_task = goroutines_by_task(runtimes)
     lines: list[str] = []
     for rt in runtimes:
-        lines.extend(runtime_entries(rt, now))
+        lines.extend(runtime_entries(rt, now, by_task))
         lines.append("")
     return "\n".join(lines)
 
 
 def print_dump() -> None:
     """Print [`dump()`][gorun.dump] to stderr (the handler of ``gorun.run(dump_signal=...)``)."""
-    import sys
-
     print(dump(), file=sys.stderr, flush=True)
-
-
-# -- goroutines left running when main returned, for gorun.testing.no_leaks() -------------
-
-_leak_lock = threading.Lock()
-_leak_watchers = 0  # no_leaks() blocks open now; guarded by _leak_lock
-#: Goroutine id -> (the goroutine, its dump) for goroutines still running when the main
-#: coroutine of their runtime returned, or when the runtime shut down.
-_outlived: dict[int, tuple[Goroutine[Any], list[str]]] = {}
-
-
-def watch_shutdowns(delta: int) -> None:
-    """Count a no_leaks() block in (+1) or out (-1); with none open, record nothing."""
-    global _leak_watchers
-    with _leak_lock:
-        _leak_watchers += delta
-        if _leak_watchers == 0:
-            _outlived.clear()
-
-
-def record_outliving(rt: Runtime) -> None:
-    """*rt*'s main coroutine returned, or *rt* shuts down: remember what still runs.
-
-    A goroutine that then finishes on its own is not a leak; one that is cancelled
-    (as shutdown cancels what is left) or still runs at the check is.
-    """
-    if not _leak_watchers:
-        return
-    now = time.monotonic()
-    entries = [(g, goroutine_entry(g, now)) for g in rt.live_goroutines()]
-    with _leak_lock:
-        if _leak_watchers:
-            for g, entry in entries:
-                if entry and g.id not in _outlived:
-                    _outlived[g.id] = (g, entry)
-
-
-def outlived(first_id: int, exclude: set[int]) -> list[list[str]]:
-    """Dumps of recorded goroutines with an id above *first_id* that did not finish."""
-    with _leak_lock:
-        found = list(_outlived.values())
-    return [
-        entry
-        for g, entry in found
-        if g.id > first_id and g.id not in exclude and (not g.done() or g.cancelled())
-    ]

@@ -24,18 +24,19 @@ goroutine of the same stripe): two goroutines on one stripe only take turns.
 from __future__ import annotations
 
 import asyncio
-import collections.abc
 import contextvars
-import functools
 import threading
-import types
 from asyncio.log import logger
 from collections.abc import Callable, Coroutine, Generator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from ._compat import task_factory_of
+from ._current import current_runtime_var
 from ._guard import explain
-from ._runtime import Runtime, call_in_loop, current_runtime, current_runtime_var, default_runtime
-from ._worker import current_worker
+from ._runtime import Runtime
+from ._thread_state import current_worker, running_loop
+from ._waiter import new_solo, wait_start
+from ._worker import call_in_loop
 
 if TYPE_CHECKING:
     from ._worker import Worker
@@ -53,10 +54,6 @@ _LOCK_MASK = len(_LOCKS) - 1
 # Goroutine ids: itertools.count's __next__ is atomic, one C call under the GIL, and on
 # free-threaded builds too (CPython gh-117657, from 3.13), so no lock is needed.
 _next_id = Runtime._ids.__next__
-_get_running_loop = asyncio._get_running_loop
-_copy_context = contextvars.copy_context
-_get_runtime_var = current_runtime_var.get
-_CoroutineType = types.CoroutineType
 _CancelledError = asyncio.CancelledError
 
 
@@ -70,6 +67,7 @@ class Goroutine(Generic[T]):
 
     __slots__ = (
         "__weakref__",
+        "_awaited_since",
         "_callbacks",
         "_context",
         "_exception",
@@ -106,6 +104,8 @@ class Goroutine(Generic[T]):
         # Waiters to notify once done; None until the first one comes (most never do).
         self._callbacks: list[Callable[[], object]] | None = None
         self._queued_at = 0.0
+        # When a goroutine on its own loop first awaited it (for gorun.dump()), or None.
+        self._awaited_since: float | None = None
 
     def __repr__(self) -> str:
         where = f" on worker {self._worker.index}" if self._worker is not None else ""
@@ -230,7 +230,7 @@ class Goroutine(Generic[T]):
 
     # -- start and finish (on the worker's thread) ---------------------------------------
 
-    def _start(self, worker: Worker) -> bool:
+    def _start_on(self, worker: Worker) -> bool:
         # acquire() and release() here and in _complete(), which run per goroutine, not
         # `with`: that costs twice as much on CPython 3.11 (about 2,000 instructions).
         lock = _LOCKS[self.id & _LOCK_MASK]
@@ -251,7 +251,7 @@ class Goroutine(Generic[T]):
             direct = _DIRECT.get(type(loop))
             if direct is None:
                 direct = _creates_plain_tasks(type(loop))
-            if direct and loop._task_factory is None:  # type: ignore[attr-defined]
+            if direct and task_factory_of(loop) is None:
                 task = asyncio.Task(coro, loop=loop, name=self.name, context=context)
             else:
                 task = loop.create_task(coro, name=self.name, context=context)
@@ -274,7 +274,7 @@ class Goroutine(Generic[T]):
         if self._state is _DONE:
             return
         worker = self._worker
-        assert worker is not None  # set by _start before the Task existed
+        assert worker is not None  # set by _start_on before the Task existed
         worker.finished += 1
         worker.runtime.goroutine_exited(self)
         try:
@@ -289,13 +289,13 @@ class Goroutine(Generic[T]):
             explain(error, worker.index)
             self._complete(None, error)
 
-    #: The Task's done callback (internal; see _start).
+    #: The Task's done callback (internal; see _start_on).
     __call__ = _on_task_done
 
     def _complete(self, result: T | None, exc: BaseException | None) -> None:
         log = exc is not None and not isinstance(exc, _CancelledError)
         lock = _LOCKS[self.id & _LOCK_MASK]
-        lock.acquire()  # not `with`: see _start()
+        lock.acquire()  # not `with`: see _start_on()
         try:
             self._value = result
             self._exception = exc
@@ -315,7 +315,7 @@ class Goroutine(Generic[T]):
         # Register *notify* to run (on the finishing thread) once done; False if done now.
         new = [notify]  # made before taking the lock: nothing is allocated inside it
         lock = _LOCKS[self.id & _LOCK_MASK]
-        lock.acquire()  # not `with`: see _start()
+        lock.acquire()  # not `with`: see _start_on()
         try:
             if self._state is _DONE:
                 return False
@@ -345,7 +345,7 @@ class Goroutine(Generic[T]):
         the goroutine (or at once, on this thread, if it is already done).
         """
         ctx = context if context is not None else contextvars.copy_context()
-        loop = _get_running_loop()
+        loop = running_loop()
 
         def run() -> None:
             ctx.run(fn, self)
@@ -371,7 +371,7 @@ class Goroutine(Generic[T]):
             RuntimeError: called on a thread that is running an event loop, which this
                 would freeze; ``await`` the goroutine there instead.
         """
-        if _get_running_loop() is not None:
+        if running_loop() is not None:
             raise RuntimeError(
                 "Goroutine.wait() would block the event loop running on this thread; "
                 "use 'await goroutine' instead"
@@ -386,9 +386,13 @@ class Goroutine(Generic[T]):
     def __await__(self) -> Generator[Any, None, T]:
         if self._state is not _DONE:  # else, from any loop: nothing to wait for
             task = self._task
-            if task is None or task.get_loop() is not _get_running_loop():
+            if task is None or task.get_loop() is not running_loop():
                 return (yield from self._await_remote().__await__())
-            # Same loop: await the Task itself, the cheapest hand-off asyncio has.
+            # Same loop: await the Task itself, the cheapest hand-off asyncio has. (The
+            # dump shows the wait on the Task as on this goroutine, since it was first
+            # awaited.)
+            if self._awaited_since is None:
+                self._awaited_since = wait_start()
             try:
                 yield from task.__await__()
             except BaseException:
@@ -399,16 +403,13 @@ class Goroutine(Generic[T]):
             # (without its message) each time it is asked.
             if self._state is not _DONE:
                 self._on_task_done(task)
-        self._log_exception = False  # self._outcome(), inlined: this runs per await
-        if self._exception is not None:
-            raise self._exception
-        return self._value  # type: ignore[no-any-return]
+        return self._outcome()
 
     async def _await_remote(self) -> T:
         loop = asyncio.get_running_loop()
         while True:
-            fut = loop.create_future()
-            if not self._on_done(functools.partial(_wake_in, loop, fut)):
+            fut = new_solo(loop, None, "awaiting goroutine", self)
+            if not self._on_done(fut.wake):
                 break
             try:
                 await fut
@@ -428,36 +429,23 @@ class Goroutine(Generic[T]):
 _DIRECT: dict[type[asyncio.AbstractEventLoop], bool] = {}
 
 
+#: ``create_task`` methods that make a plain ``asyncio.Task`` when no task factory is set
+#: and add nothing a goroutine needs (asyncio's own; gorun.Loop registers its override,
+#: which adds the runtime to the Task's context, which a goroutine's context carries
+#: already: see go()).
+PLAIN_CREATE_TASK: set[object] = {asyncio.BaseEventLoop.create_task}
+
+
 def _creates_plain_tasks(cls: type[asyncio.AbstractEventLoop]) -> bool:
     # Goroutines start their Tasks with asyncio.Task() when the loop would do just that:
     # it saves two Python calls per goroutine. asyncio's create_task() only checks that
     # the loop is open (it runs: this is its tick) and applies the task factory (checked
-    # at each start: it may be set at any time); gorun.Loop's override adds the runtime
-    # to the Task's context, which a goroutine's context carries already (see go()).
-    # Any other override, or a loop that is not asyncio's, gets its own create_task().
-    from ._loop import Loop
-
+    # at each start: it may be set at any time). Any other override, or a loop that is
+    # not asyncio's, gets its own create_task().
     method = getattr(cls, "create_task", None)
-    direct = issubclass(cls, asyncio.BaseEventLoop) and (
-        method is asyncio.BaseEventLoop.create_task or method is Loop.create_task
-    )
+    direct = issubclass(cls, asyncio.BaseEventLoop) and method in PLAIN_CREATE_TASK
     _DIRECT[cls] = direct
     return direct
-
-
-def _wake_in(loop: asyncio.AbstractEventLoop, fut: asyncio.Future[None]) -> None:
-    # Wake a remote awaiter: at once if the goroutine finished on the awaiter's own loop
-    # (it started there after all, or the awaiter is the one who cancelled it), which
-    # saves a trip through the loop; else through that loop's thread.
-    if _get_running_loop() is loop:
-        _wake(fut)
-    else:
-        call_in_loop(loop, _wake, fut)
-
-
-def _wake(fut: asyncio.Future[None]) -> None:
-    if not fut.done():
-        fut.set_result(None)
 
 
 def _default_handler(context: dict[str, Any]) -> None:
@@ -466,60 +454,3 @@ def _default_handler(context: dict[str, Any]) -> None:
     exc_info = (type(exc), exc, exc.__traceback__) if isinstance(exc, BaseException) else False
     logger.error("%s\ngoroutine: %r", context["message"], context.get("goroutine"),
                  exc_info=exc_info)
-
-
-def go(
-    coro: Coroutine[Any, Any, T], /, *, name: str | None = None, local: bool = False
-) -> Goroutine[T]:
-    """Start *coro* as a goroutine and return its handle at once.
-
-    From a goroutine (or the code running on a [`gorun.Loop`][gorun.Loop]), the new goroutine
-    joins the caller's runtime: it first waits on the caller's own worker, where it starts
-    as soon as the caller yields, and an idle worker may take it while it has not started.
-    From a plain thread started by a goroutine's ``asyncio.to_thread``, it joins that
-    goroutine's runtime (the context carries it). From any other plain thread, or an event
-    loop that is not gorun's, it goes to the process-wide default runtime, started on
-    first use.
-
-    Args:
-        coro: A coroutine object, such as ``fetch(url)``.
-        name: A name shown in reprs, ``asyncio.current_task().get_name()`` and dumps.
-        local: Start it now on the caller's own loop and keep it there, for code that uses
-            objects bound to that loop (a client session, a lock, a transport).
-
-    Raises:
-        TypeError: *coro* is not a coroutine object, or *name* is not a str.
-        RuntimeError: ``local=True`` outside a gorun loop, or the runtime is shutting down.
-    """
-    if type(coro) is not _CoroutineType and not isinstance(coro, collections.abc.Coroutine):
-        hint = ""
-        if callable(coro):
-            hint = f"; did you mean go({getattr(coro, '__name__', 'fn')}(...))?"
-        raise TypeError(f"go() needs a coroutine object, got {type(coro).__name__}{hint}")
-    try:
-        if name is not None and not isinstance(name, str):
-            raise TypeError(f"go() name must be a str or None, got {type(name).__name__}")
-        worker = current_worker()
-        if worker is not None:
-            runtime = worker.runtime
-        elif local:
-            raise RuntimeError(
-                "go(local=True) keeps a goroutine on the caller's gorun loop, but no "
-                "gorun loop runs on this thread; use asyncio.create_task() on a "
-                "foreign loop, or call go() without local=True"
-            )
-        else:
-            runtime = current_runtime() or default_runtime()
-        context = _copy_context()
-        if _get_runtime_var() is not runtime:  # as a rule it is: the caller's context
-            context.run(current_runtime_var.set, runtime)
-        g: Goroutine[T] = Goroutine(coro, name, context)
-        if local:
-            assert worker is not None
-            runtime.start_local(g, worker)
-        else:
-            runtime.spawn(g, worker)
-    except BaseException:
-        coro.close()
-        raise
-    return g

@@ -16,10 +16,11 @@ from collections.abc import Coroutine
 from types import TracebackType
 from typing import Any, TypeVar
 
-from ._goroutine import Goroutine, go
-from ._runtime import call_in_loop
-from ._sync import check_int
-from ._waiter import Parker
+from ._config import check_int
+from ._go import go
+from ._goroutine import Goroutine
+from ._waiter import Parker, new_parker
+from ._worker import call_in_loop
 
 T = TypeVar("T")
 
@@ -184,7 +185,7 @@ class Group:
         try:
             self._launch(coro, name, None)
         except BaseException:
-            self._settle(None, None)  # give the slot back (to a queued coroutine, maybe)
+            self._free_slot(None, None)  # give the slot back (to a queued coroutine, maybe)
             raise
 
     # -- children ------------------------------------------------------------------------
@@ -205,9 +206,9 @@ class Group:
     def _on_child_done(self, g: Goroutine[Any]) -> None:
         # On the thread that finished g, inside its completion: must not raise.
         error = None if g.cancelled() else g.exception()
-        self._settle(g, error)
+        self._free_slot(g, error)
 
-    def _settle(self, g: Goroutine[Any] | None, error: BaseException | None) -> None:
+    def _free_slot(self, g: Goroutine[Any] | None, error: BaseException | None) -> None:
         # A slot frees (g finished, or failed to start): record its error, hand the slot
         # to the next queued coroutine, or wake __aexit__ when the last one is done.
         while True:
@@ -306,22 +307,7 @@ class Group:
                 aborting = self._aborting
             if not aborting:
                 self._abort()
-        while True:
-            with self._lock:
-                if self._active == 0 and not self._queue:
-                    self._finished = True
-                    break
-                parker = Parker(self._loop)
-                self._exit_parker = parker
-            try:
-                await parker.sleep()
-            except asyncio.CancelledError as ex:
-                with self._lock:
-                    aborting = self._aborting
-                if not aborting:
-                    # The task running the block is cancelled while the group waits.
-                    propagate_cancel = ex
-                    self._abort()
+        propagate_cancel = await self._wait_all(propagate_cancel)
         if self._parent_cancelled and self._parent_task.uncancel() == 0:
             # Our own cancel (to abort the body) is the only one: do not propagate it.
             propagate_cancel = None
@@ -339,6 +325,28 @@ class Group:
             finally:
                 self._errors = []
 
+
+    async def _wait_all(self, propagate_cancel: BaseException | None) -> BaseException | None:
+        # Wait until no goroutine of the group runs or is queued. Returns the cancellation
+        # to propagate: *propagate_cancel*, or the one that hit the task running the block
+        # while it waited here (which aborts the group).
+        assert self._loop is not None
+        while True:
+            with self._lock:
+                if self._active == 0 and not self._queue:
+                    self._finished = True
+                    return propagate_cancel
+                parker = new_parker(Parker, self._loop, "Group wait", self)
+                self._exit_parker = parker
+            try:
+                await parker
+            except asyncio.CancelledError as ex:
+                with self._lock:
+                    aborting = self._aborting
+                if not aborting:
+                    # The task running the block is cancelled while the group waits.
+                    propagate_cancel = ex
+                    self._abort()
 
 def _is_base_error(exc: BaseException) -> bool:
     return isinstance(exc, (SystemExit, KeyboardInterrupt))

@@ -9,7 +9,8 @@ never. gorun makes both loud and says what to do:
 
 * under ``debug=True`` (asyncio's debug mode on every worker), asyncio checks the thread
   of every ``call_soon``; gorun's loops raise, in the offending goroutine, an error that
-  names the worker that owns the object, the goroutine that used it, and the fix;
+  names the worker that owns the object, the goroutine that used it, and the fix
+  (`misuse_message`, which ``_selector.WorkerLoop`` raises);
 * always, when a goroutine ends with one of asyncio's own "different loop" errors, that
   error gets a note saying the same (see ``explain``).
 """
@@ -21,7 +22,7 @@ import contextlib
 import threading
 from typing import Any
 
-from ._worker import ParkingSelector, WorkerLoop, current_worker
+from ._thread_state import current_worker
 
 FIX = (
     "asyncio objects (futures, Events, Locks, Queues, transports, client sessions) "
@@ -68,21 +69,3 @@ def explain(exc: BaseException, worker_index: int | None) -> None:
     note = f"gorun: this goroutine ran {where} and used an object of another loop. {FIX}"
     if note not in getattr(exc, "__notes__", ()):
         exc.add_note(note)
-
-
-class GuardedLoop(WorkerLoop):
-    """A selector loop whose debug-mode thread check names the worker and the fix."""
-
-    def _check_thread(self) -> None:
-        owner = getattr(self, "_thread_id", None)
-        if owner is None or owner == threading.get_ident():
-            return
-        raise RuntimeError(
-            "Non-thread-safe operation invoked on an event loop other than the current "
-            f"one: {misuse_message(self)}"
-        )
-
-
-def new_worker_loop() -> GuardedLoop:
-    """A stdlib worker loop: guarded, with the selector that parks the worker."""
-    return GuardedLoop(ParkingSelector())

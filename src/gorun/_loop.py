@@ -3,26 +3,27 @@
 from __future__ import annotations
 
 import asyncio
-import asyncio.events
 import contextvars
 import functools
 import signal
-import sys
 import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+from ._compat import POLICY_BASE
 from ._config import resolve_deadlock, resolve_loop, resolve_procs
-from ._deadlock import DEADLOCK_MARKER, Deadlock
-from ._dump import print_dump, record_outliving
-from ._guard import GuardedLoop
-from ._runtime import Runtime, current_runtime_var
-from ._worker import ParkingSelector, set_current_worker
+from ._current import current_runtime_var
+from ._deadlock import DEADLOCK_MARKER, Deadlock, DeadlockWatch
+from ._dump import print_dump
+from ._goroutine import PLAIN_CREATE_TASK
+from ._runtime import Runtime
+from ._selector import ParkingSelector, WorkerLoop
+from ._thread_state import set_current_worker
 
 T = TypeVar("T")
 
 
-class Loop(GuardedLoop):
+class Loop(WorkerLoop):
     """An asyncio event loop that is the home loop of a gorun runtime.
 
     It runs on the thread that runs it, like any asyncio loop, and is worker 0 of a
@@ -54,24 +55,19 @@ class Loop(GuardedLoop):
         deadlock: bool | None = None,
     ) -> None:
         self._gorun: Runtime | None = None
-        # The future run_until_complete() runs now: the main goroutine, which a deadlock
-        # is reported to (see _deadlock).
-        self._gorun_main: asyncio.Future[Any] | None = None
         detect = resolve_deadlock(deadlock)
         super().__init__(ParkingSelector())
         if debug is not None:
             super().set_debug(debug)
         try:
             self._gorun = Runtime(
-                resolve_procs(procs),
-                loop=resolve_loop(loop),
-                debug=debug,
-                home=self,
-                detect_deadlocks=detect,
+                resolve_procs(procs), loop=resolve_loop(loop), debug=debug, home=self
             )
         except BaseException:
             super().close()
             raise
+        if detect:
+            self._gorun.park_watch = DeadlockWatch(self._gorun)
 
     def __repr__(self) -> str:
         base = super().__repr__().rstrip(">")
@@ -108,20 +104,23 @@ class Loop(GuardedLoop):
             gorun.Deadlock: every goroutine was blocked for good, the main one included
                 (see [`gorun.Deadlock`][gorun.Deadlock]); the main one was cancelled.
         """
+        rt = self._gorun
+        if rt is None:  # pragma: no cover - only while __init__ failed
+            return super().run_until_complete(future)
         fut = asyncio.ensure_future(future, loop=self)
-        previous, self._gorun_main = self._gorun_main, fut
+        # The main goroutine meanwhile: a deadlock is reported to it (see _deadlock).
+        previous, rt.main = rt.main, fut
         try:
             return super().run_until_complete(fut)
         except asyncio.CancelledError as exc:
-            rt = self._gorun
-            if rt is not None and rt.deadlock is not None and fut.cancelled():
+            if rt.deadlock is not None and fut.cancelled():
                 text, rt.deadlock = rt.deadlock, None
                 raise Deadlock(f"{DEADLOCK_MARKER}\n\n{text}") from exc
             raise
         finally:
-            self._gorun_main = previous
-            if previous is None and self._gorun is not None:
-                record_outliving(self._gorun)  # for gorun.testing.no_leaks()
+            rt.main = previous
+            if previous is None:
+                rt.notify_outliving()  # for gorun.testing.no_leaks()
 
     def create_task(  # type: ignore[override]
         self,
@@ -251,23 +250,7 @@ def run(
 
 
 
-def _policy_base() -> type:
-    # The stdlib's default policy, looked up by names that do not trigger the
-    # deprecation warning Python 3.14 attaches to the public ones.
-    if sys.platform != "win32":
-        import asyncio.unix_events as unix_events
-
-        base = getattr(unix_events, "_UnixDefaultEventLoopPolicy", None)
-        if isinstance(base, type):
-            return base
-    for name in ("_BaseDefaultEventLoopPolicy", "BaseDefaultEventLoopPolicy"):
-        base = getattr(asyncio.events, name, None)
-        if isinstance(base, type):
-            return base
-    return object
-
-
-_PolicyBase: Any = _policy_base()
+_PolicyBase: Any = POLICY_BASE
 
 
 class GoPolicy(_PolicyBase):  # type: ignore[misc]
@@ -296,6 +279,10 @@ class GoPolicy(_PolicyBase):  # type: ignore[misc]
     def new_event_loop(self) -> Loop:
         """A new [`Loop`][gorun.Loop] with this policy's worker count."""
         return Loop(self.procs)
+
+
+# A goroutine may start its Task with asyncio.Task() on a Loop too (see _goroutine).
+PLAIN_CREATE_TASK.add(Loop.create_task)
 
 
 def install(procs: int | None = None) -> None:

@@ -10,8 +10,9 @@ import sys
 import warnings
 from collections.abc import Callable, Sequence
 
+from ._compat import POLICY_BASE
 from ._config import resolve_loop, resolve_procs
-from ._loop import GoPolicy, Loop, _PolicyBase
+from ._loop import GoPolicy, Loop
 
 USAGE = """\
 usage: python -m gorun [--procs N] [--loop {asyncio,uvloop}] (app.py | -m module) [args...]
@@ -37,7 +38,7 @@ def hook_mode() -> str:
     forced = os.environ.get("GORUN_HOOK", "")
     if forced in ("policy", "factory"):
         return forced
-    if sys.version_info < (3, 14) and _PolicyBase is not object:
+    if sys.version_info < (3, 14) and POLICY_BASE is not object:
         return "policy"
     return "factory"
 

@@ -1,45 +1,26 @@
-"""The runtime: N workers, goroutine placement, work stealing, and shutdown.
+"""The runtime: N workers, the goroutines on them, and their shutdown.
 
-Placement (where a new goroutine waits to start):
-
-* spawned on a worker's thread: that worker's ``runnext`` slot, so spawner and spawnee
-  share a loop while the worker keeps up (see ``_worker``);
-* spawned from a plain thread or a foreign event loop: the queue of a parked worker if
-  there is one, else the next worker in turn.
-
-Stealing: a worker whose loop has nothing ready (its selector is about to block) takes
-half of another worker's ``runq``, oldest first, once the oldest entry has waited longer
-than ``steal_grace``; a lone ``runnext`` only after ``runnext_grace``. The grace keeps a
-pair spawned together on the spawner's loop when that loop gets to them promptly, and
-still rescues goroutines queued behind a callback that blocks its loop. Only goroutines
-that have not started move: an asyncio Task and its futures belong to one loop.
-
-With the GIL, one more condition: the victim's loop must be stuck, that is, it has not
-come back to its select for longer than ``stuck_after`` (a callback is blocking it, or
-the GIL is held elsewhere). A loop that keeps iterating gets through its own queue as
-fast as the GIL lets anyone, so taking goroutines from it adds no throughput; it only
-splits goroutines that talk to each other over two threads, where each message costs a
-cross-thread wake-up and a GIL hand-over instead of a same-loop hand-off. On a
-free-threaded build a backlog alone is enough, since the thief runs in parallel.
-
-At most one parked worker is woken at a time to look for work (``_nspinning``); a thief
-that leaves work behind wakes the next one, so a fan-out spreads over every worker
-without a storm of cross-thread wake-ups.
+Where a new goroutine waits to start, and how idle workers take goroutines from busy
+ones, is the runtime's other half (`_placement`). The runtime also keeps the registry of
+live runtimes (for ``gorun.dump()``) and offers the hooks the layers above register
+with: ``park_watch`` (deadlock detection) and ``outlive_hooks`` (leak checking).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import itertools
-import random
 import threading
-import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ._config import resolve_loop, resolve_procs
+from ._placement import Placement
+from ._selector import new_worker_loop
 from ._stats import Stats, WorkerStats
-from ._worker import GIL_ENABLED, Worker, current_worker, set_current_worker
+from ._sysmon import Sysmon
+from ._thread_state import current_worker, set_current_worker
+from ._worker import Worker, call_in_loop
 
 if TYPE_CHECKING:
     from ._goroutine import Goroutine
@@ -52,21 +33,17 @@ RUNNEXT_GRACE = 2e-3
 #: workers may take its queued goroutines (see the module docstring).
 STUCK_AFTER = 200e-6
 
-#: The runtime of the goroutine whose code is running, carried into ``to_thread`` calls.
-current_runtime_var: contextvars.ContextVar[Runtime | None] = contextvars.ContextVar(
-    "gorun_runtime", default=None
-)
-
 #: How long a worker may hold back a wake-up before the monitor sends it.
 DEFER_LIMIT = 1e-3
-#: The monitor's polling period while goroutines are queued, and its back-off limit.
-SYSMON_MIN = 1e-3
-SYSMON_MAX = 10e-3
-#: With nothing queued for this long, the monitor sleeps until a goroutine is queued.
-SYSMON_IDLE_AFTER = 50e-3
 
-_default_lock = threading.Lock()
-_default_runtime: Runtime | None = None
+#: A park watch (see Runtime.park_watch): called on the last worker to park, with it,
+#: returns the timeout of its select (None: block until woken).
+ParkWatch = Callable[[Worker], "float | None"]
+
+#: Called with a runtime whose goroutines may outlive what started them: its main
+#: coroutine returned, or it began to shut down. Leak checking registers here while a
+#: check is open (``gorun.testing.no_leaks``); see notify_outliving.
+outlive_hooks: list[Callable[[Runtime], object]] = []
 
 
 def make_worker_loop(kind: str) -> asyncio.AbstractEventLoop:
@@ -75,12 +52,10 @@ def make_worker_loop(kind: str) -> asyncio.AbstractEventLoop:
         import uvloop
 
         return uvloop.new_event_loop()
-    from ._guard import new_worker_loop
-
     return new_worker_loop()
 
 
-class Runtime:
+class Runtime(Placement):
     """N workers and the goroutines on them. Created by [`gorun.Loop`][gorun.Loop] or lazily."""
 
     _ids = itertools.count(1)
@@ -93,7 +68,6 @@ class Runtime:
         loop: str | None = None,
         debug: bool | None = None,
         home: asyncio.AbstractEventLoop | None = None,
-        detect_deadlocks: bool = True,
     ) -> None:
         self.procs = resolve_procs(procs)
         self.kind = resolve_loop(loop)
@@ -110,20 +84,20 @@ class Runtime:
         self._nspinning = 0
         self._next_inject = 0
         self._exception_handler: Any = None
-        self.sysmon = _Sysmon(self)  # before the workers, which keep a reference
-        self.workers = [Worker(self, i, self.kind) for i in range(self.procs)]
+        self.sysmon = Sysmon(self)  # before the workers, which keep a reference
+        self.workers = [Worker(self, i) for i in range(self.procs)]
         for worker in self.workers:
             worker.others = tuple(w for w in self.workers if w is not worker)
-        #: Deadlock detection (see _deadlock); only a runtime with a home loop has a
-        #: main goroutine to report a deadlock to.
-        self.detect_deadlocks = detect_deadlocks and home is not None
+        #: The hook the last worker to park calls (see Worker._park): deadlock detection
+        #: registers here (the home loop does, see _loop). None: no hook.
+        self.park_watch: ParkWatch | None = None
+        #: The future the home loop runs now (its main coroutine), set by the home loop.
+        self.main: asyncio.Future[Any] | None = None
         self.deadlock: str | None = None  # the dump, once a deadlock was declared
-        self._watch: tuple[int, ...] | None = None  # see _deadlock.watch
         with _runtimes_lock:
             _runtimes[id(self)] = self
         first = 0
         if home is not None:
-            self.workers[0].kind = "asyncio"
             self.workers[0].attach(home)
             first = 1
         try:
@@ -142,8 +116,8 @@ class Runtime:
     @classmethod
     def next_id(cls) -> int:
         # No lock: itertools.count's __next__ is atomic, one C call under the GIL, and on
-        # free-threaded builds too (CPython gh-117657, from 3.13). go() takes its ids
-        # from the same counter (see _goroutine).
+        # free-threaded builds too (CPython gh-117657, from 3.13). Goroutines take their
+        # ids from the same counter (see _goroutine).
         return next(cls._ids)
 
     # -- threads ------------------------------------------------------------------------------
@@ -198,36 +172,12 @@ class Runtime:
                 set_current_worker(None)
                 loop.close()
 
-    # -- placement and stealing ------------------------------------------------------------
-
-    def spawn(self, g: Goroutine[Any], caller: Worker | None) -> None:
-        """Queue *g* to start: beside its spawner if *caller* is one of ours, else injected."""
-        self._register(g)
-        if caller is not None and caller.runtime is self:
-            caller.push_local(g)
-            return
-        workers = self.workers
-        n = len(workers)
-        with self.lock:
-            start = self._next_inject
-            self._next_inject = (start + 1) % n
-        target = workers[start]
-        for i in range(n):
-            w = workers[(start + i) % n]
-            if w.parked and not w.notified:
-                target = w
-                break
-        for i in range(n):
-            if workers[(target.index + i) % n].push_remote(g):
-                return
-        with self.lock:
-            self.goroutines.pop(g.id, None)
-        raise RuntimeError("cannot start a goroutine: every gorun worker has shut down")
+    # -- the goroutine registry ------------------------------------------------------------
 
     def start_local(self, g: Goroutine[Any], worker: Worker) -> None:
         """Start *g* now on *worker* (the caller's own loop): ``go(..., local=True)``."""
         self._register(g)
-        g._start(worker)
+        g._start_on(worker)
 
     def _register(self, g: Goroutine[Any]) -> None:
         # Per goroutine, like goroutine_exited(): acquire() and release() rather than a
@@ -256,144 +206,6 @@ class Runtime:
         """The goroutines not done yet, oldest first (a snapshot)."""
         with self.lock:
             return list(self.goroutines.values())
-
-    def wake_idle(self) -> None:
-        """Wake one parked worker to look for work, unless one is already looking."""
-        workers = self.workers
-        n = len(workers)
-        if n == 1 or self._nspinning or self._closing:
-            return  # nobody else to wake, or somebody is looking already
-        start = int(random.random() * n)  # randrange(n) costs ten times as much
-        for i in range(n):
-            w = workers[(start + i) % n]
-            if w.parked and not w.notified:
-                with self.lock:
-                    if self._nspinning:
-                        return
-                    self._nspinning += 1
-                    w.spinning = True
-                if w.wake_to_steal():
-                    return
-                with self.lock:
-                    # Not woken by us: it woke up on its own meanwhile, and may already
-                    # have handed the token back in steal_into (do not count it twice).
-                    if w.spinning:
-                        w.spinning = False
-                        self._nspinning -= 1
-
-    def stop_spinning(self, thief: Worker) -> None:
-        """*thief*, woken to look for work (see wake_idle), has looked: hand the token back."""
-        with self.lock:
-            if thief.spinning:
-                thief.spinning = False
-                self._nspinning -= 1
-
-    def steal_into(self, thief: Worker) -> float | None:
-        """Move goroutines from another worker's queue to *thief*'s.
-
-        Returns 0.0 if something was stolen; else the delay after which a queued
-        goroutine elsewhere becomes stealable, or None if there is nothing to wait for.
-        """
-        if thief.spinning:
-            self.stop_spinning(thief)
-        if self._closing:
-            return None
-        workers = self.workers
-        n = len(workers)
-        if n == 1:
-            return None
-        for victim in workers:  # the common case, an idle program: nothing queued anywhere
-            if victim is not thief and (victim.runq or victim.runnext is not None):
-                break
-        else:
-            return None
-        now = time.perf_counter()
-        retry: float | None = None
-        start = int(random.random() * n)  # randrange(n) costs ten times as much
-        for i in range(n):
-            victim = workers[(start + i) % n]
-            if victim is thief or not (victim.runq or victim.runnext is not None):
-                continue
-            if GIL_ENABLED and now - victim.last_select <= self.stuck_after:
-                # With the GIL: its loop is running, not stuck in a callback, so leave
-                # its goroutines to it (see the module docstring). The monitor wakes a
-                # thief if it gets stuck.
-                continue
-            got: list[Goroutine[Any]] = []
-            with victim.lock:
-                if victim.runq:
-                    wait = victim.runq[0]._queued_at + self.steal_grace - now
-                    if wait <= 0:
-                        for _ in range((len(victim.runq) + 1) // 2):
-                            got.append(victim.runq.popleft())
-                elif victim.runnext is not None:
-                    wait = victim.runnext._queued_at + self.runnext_grace - now
-                    if wait <= 0:
-                        got.append(victim.runnext)
-                        victim.runnext = None
-                else:
-                    continue
-                left = len(victim.runq)
-            if not got:
-                retry = wait if retry is None else min(retry, wait)
-                continue
-            for g in got:
-                g._queued_at = now  # its new worker gets a grace period of its own
-            with thief.lock:
-                thief.runq.extend(got)
-            thief.stolen += len(got)
-            if left or len(got) > 1 or any(w.runq for w in workers):
-                # Work is left queued somewhere (the thief's own queue included, which
-                # it starts one at a time): wake the next idle worker to look, as Go's
-                # spinning Ms do, so a fan-out reaches every worker.
-                self.wake_idle()
-            return 0.0
-        return retry
-
-    def find_stuck(self) -> tuple[bool, bool]:
-        """Wake an idle worker if a queued goroutine has waited past its grace.
-
-        Returns whether any goroutine is queued at all (the monitor keeps watching), and
-        whether one was stuck (an idle worker was asked to take it).
-        """
-        now = time.perf_counter()
-        queued = stuck = False
-        for w in self.workers:
-            try:
-                if w.runq:
-                    queued = True
-                    waited = now - w.runq[0]._queued_at > self.steal_grace
-                elif w.runnext is not None:
-                    queued = True
-                    waited = now - w.runnext._queued_at > self.runnext_grace
-                else:
-                    continue
-            except (IndexError, AttributeError):  # emptied while we looked
-                queued = True
-                continue
-            if waited and (not GIL_ENABLED or now - w.last_select > self.stuck_after):
-                stuck = True
-        if stuck:
-            self.wake_idle()
-        return queued, stuck
-
-    def send_deferred(self) -> bool:
-        """Send the wake-ups a busy loop has held back too long (see Worker.defer_wake).
-
-        Returns True if any worker holds wake-ups back (the monitor keeps watching).
-        The owner sends them again at its next select, which costs the target one
-        spurious wake-up at most.
-        """
-        now = time.perf_counter()
-        held = False
-        for w in self.workers:
-            deferred = w._deferred
-            if deferred:
-                held = True
-                if now - w._deferred_since > DEFER_LIMIT:
-                    for target in list(deferred):
-                        target.wake_now()
-        return held
 
     # -- introspection -----------------------------------------------------------------------
 
@@ -433,6 +245,11 @@ class Runtime:
             if w.loop is not self.home:
                 w.post(w.loop.set_exception_handler, handler)
 
+    def notify_outliving(self) -> None:
+        """Tell the outlive hooks that this runtime's live goroutines outlive their main."""
+        for hook in list(outlive_hooks):
+            hook(self)
+
     # -- shutdown ----------------------------------------------------------------------------
 
     @property
@@ -447,9 +264,7 @@ class Runtime:
         """
         with self.lock:
             self._closing = True
-        from ._dump import record_outliving
-
-        record_outliving(self)
+        self.notify_outliving()
         home_loop = asyncio.get_running_loop()
         waits: list[asyncio.Future[None]] = []
         for w in self.workers:
@@ -520,94 +335,6 @@ class Runtime:
                 home.inbox.clear()
 
 
-class _Sysmon:
-    """A monitor thread that rescues goroutines queued behind a busy or blocked loop.
-
-    A goroutine waits in its spawner's queue until that loop yields. If the loop instead
-    runs a long callback, or blocks in one (``time.sleep``, a blocking client), no idle
-    worker hears of it: idle workers park and steal only when woken. Like Go's
-    ``sysmon``, this thread looks at the queues every millisecond or so while anything
-    is queued, and wakes an idle worker when a goroutine has waited past its grace.
-    With nothing queued it backs off, then sleeps until the next goroutine is queued,
-    so an idle program costs nothing.
-    """
-
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
-        self.cond = threading.Condition(threading.Lock())
-        self.idle = True  # sleeping until poked; guarded by cond, read as a hint
-        # When its current sleep ends and it wants the GIL back (inf: not before it is
-        # poked). A busy worker that sees this time pass lets it have the GIL
-        # (Worker._yield_to_sysmon); written without a lock, read as a hint.
-        self.due = float("inf")
-        self._stopping = False
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._main, name="gorun-sysmon", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        with self.cond:
-            self._stopping = True
-            self.cond.notify()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join()
-
-    def poke(self) -> None:
-        """A goroutine was queued: make sure the monitor is watching."""
-        if self.idle and self._thread is not None:
-            with self.cond:
-                if self.idle:
-                    self.idle = False
-                    self.cond.notify()
-
-    def _main(self) -> None:
-        delay = SYSMON_MIN
-        quiet = 0.0
-        while True:
-            with self.cond:
-                if self._stopping:
-                    return
-                if self.idle:
-                    self.due = float("inf")
-                    self.cond.wait()
-                    delay, quiet = SYSMON_MIN, 0.0
-                else:
-                    self.due = time.perf_counter() + delay
-                    self.cond.wait(delay)
-                self.due = float("inf")  # running: it has the GIL
-                if self._stopping:
-                    return
-            held = self.runtime.send_deferred()
-            queued, stuck = self.runtime.find_stuck()
-            if stuck:
-                delay, quiet = SYSMON_MIN, 0.0
-                continue
-            if queued:
-                # Goroutines wait, but their loops get to them: keep watching, less
-                # and less often. Each look takes the GIL from a busy worker, which
-                # costs it a hand-over (tens of microseconds) every time.
-                delay, quiet = min(delay * 2, SYSMON_MAX), 0.0
-                continue
-            if held:
-                # Held-back wake-ups are normally sent within microseconds: keep an
-                # eye on them, at the slowest rate.
-                delay, quiet = SYSMON_MAX, 0.0
-                continue
-            quiet += delay
-            delay = min(delay * 2, SYSMON_MAX)
-            if quiet >= SYSMON_IDLE_AFTER:
-                with self.cond:
-                    self.idle = True
-                # A goroutine queued after the scan above, by a thread that still saw
-                # idle False, did not poke: look once more now that idle is set.
-                if self.runtime.find_stuck()[0] or self.runtime.send_deferred():
-                    with self.cond:
-                        self.idle = False
-                    delay, quiet = SYSMON_MIN, 0.0
-
-
 def _shutdown_worker_tasks(
     worker: Worker, home_loop: asyncio.AbstractEventLoop, fut: asyncio.Future[None]
 ) -> None:
@@ -638,113 +365,3 @@ def all_runtimes() -> list[Runtime]:
         return list(_runtimes.values())
 
 
-def call_in_loop(loop: asyncio.AbstractEventLoop, fn: Any, *args: Any) -> bool:
-    """Run ``fn(*args)`` on *loop*'s thread soon, from any thread; False if it is closed.
-
-    A gorun worker gets a coalesced post; any other loop gets ``call_soon_threadsafe``
-    (or ``call_soon`` when it is the loop running here).
-    """
-    worker: Worker | None = getattr(loop, "_gorun_worker", None)
-    if worker is not None and worker.loop is loop:
-        return worker.post(fn, *args)
-    try:
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is loop:
-            loop.call_soon(fn, *args)
-        else:
-            loop.call_soon_threadsafe(fn, *args)
-    except RuntimeError:  # closed
-        return False
-    return True
-
-
-# -- the runtime a call belongs to -----------------------------------------------------------
-
-
-def current_runtime() -> Runtime | None:
-    """The runtime of this thread's worker, or the one carried by the context, if running."""
-    worker = current_worker()
-    if worker is not None:
-        return worker.runtime
-    rt = current_runtime_var.get()
-    if rt is not None and not rt.closing:
-        return rt
-    return None
-
-
-def default_runtime() -> Runtime:
-    """The process-wide runtime for ``go()`` from plain threads and foreign loops."""
-    global _default_runtime
-    rt = _default_runtime
-    if rt is not None and not rt.closing:
-        return rt
-    with _default_lock:
-        rt = _default_runtime
-        if rt is None or rt.closing:
-            rt = Runtime()
-            _default_runtime = rt
-            _register_exit(rt)
-        return rt
-
-
-def started_default_runtime() -> Runtime | None:
-    """The default runtime if it has been started and not shut down."""
-    rt = _default_runtime
-    return rt if rt is not None and not rt.closing else None
-
-
-def _register_exit(rt: Runtime) -> None:
-    # Runs before the interpreter joins non-daemon threads, as concurrent.futures does,
-    # so goroutines get cancelled and their finally blocks run before exit.
-    register = getattr(threading, "_register_atexit", None)
-    if register is not None:
-        try:
-            register(rt.close)
-            return
-        except RuntimeError:  # the interpreter is already shutting down
-            pass
-    import atexit
-
-    atexit.register(rt.close)
-
-
-# -- public introspection -------------------------------------------------------------------
-
-
-def _runtime_for_query() -> Runtime | None:
-    return current_runtime() or started_default_runtime()
-
-
-def procs() -> int:
-    """The number of workers of the current runtime.
-
-    The current runtime is the one running the calling goroutine; from a plain thread,
-    the default runtime. If that has not started, the number it would start with
-    (``GORUN_PROCS``, else ``os.cpu_count()``).
-    """
-    rt = _runtime_for_query()
-    return rt.procs if rt is not None else resolve_procs(None)
-
-
-def num_goroutine() -> int:
-    """The number of live goroutines (running or queued) in the current runtime."""
-    rt = _runtime_for_query()
-    return rt.num_goroutine() if rt is not None else 0
-
-
-def stats() -> Stats:
-    """A snapshot of the current runtime's per-worker counters.
-
-    Raises:
-        RuntimeError: no runtime runs here and the default runtime has not started.
-    """
-    rt = _runtime_for_query()
-    if rt is None:
-        raise RuntimeError(
-            "no gorun runtime: call stats() from a goroutine, from code running on a "
-            "gorun loop, or after go() has started the default runtime"
-        )
-    return rt.stats()

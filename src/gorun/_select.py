@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import collections.abc
-import contextlib
 import random
 from collections import deque
 from typing import Any
 
 from ._chan import Chan, Closed
-from ._waiter import CANCELLED, TAKEN, Parker, Queued, Waiter, rearm_cancel
+from ._waiter import CANCELLED, TAKEN, Parker, Queued, Waiter, new_parker, rearm_cancel, remove
 
 _RECV, _RECV_OK, _SEND = "recv", "recv_ok", "send"
 
@@ -48,6 +47,20 @@ def _parse(index: int, case: object) -> tuple[str, Chan[Any], Any]:
     )
 
 
+#: A parsed case: its kind (_RECV, _RECV_OK or _SEND), its channel, the value to send.
+Case = tuple[str, Chan[Any], Any]
+
+
+class SelectParker(Parker):
+    """The parker of a waiting ``select``; the dump shows its cases."""
+
+    __slots__ = ()
+
+    def blocked_on(self) -> str:
+        cases: list[Case] = self.owner  # type: ignore[assignment]
+        return "; ".join(f"{kind} {ch!r}" for kind, ch, _ in cases)
+
+
 async def select(*cases: Any, default: bool = False) -> tuple[int, Any]:
     """Wait until one of several channel operations can proceed, and do exactly that one.
 
@@ -67,70 +80,19 @@ async def select(*cases: Any, default: bool = False) -> tuple[int, Any]:
         TypeError: a case is not one of the forms above.
         ValueError: no cases and no default (that would block forever).
     """
-    try:
-        ops = [_parse(i, case) for i, case in enumerate(cases)]
-    except TypeError:
-        for case in cases:  # select(ch.recv()) made a coroutine: close it, unawaited
-            inner = case[0] if isinstance(case, tuple) and case else case
-            if isinstance(inner, collections.abc.Coroutine):
-                inner.close()
-        raise
-    for i, case in enumerate(cases):
-        if (ops[i][0] == _SEND) != isinstance(case, tuple):
-            raise TypeError(
-                f"select() case {i}: a send case is (ch.send, value); a receive case is "
-                "ch.recv or ch.recv_ok, not called and not in a tuple"
-            )
+    ops = _parse_all(cases)
     if not ops and not default:
         raise ValueError("select() with no cases and no default would block forever")
     loop = asyncio.get_running_loop()
     chans = sorted({id(ch): ch for _, ch, _ in ops}.values(), key=id)
-    to_wake: Queued | None = None
-    chosen = -1
-    result: Any = None
-    error: BaseException | None = None
     parker: Parker | None = None
     queued: list[tuple[Chan[Any], Waiter, deque[Queued]]] = []
     for ch in chans:
         ch._lock.acquire()
     try:
-        # The ready cases, in random order; each is committed by trying it. A case that
-        # looked ready may fail to commit: the waiter that made it ready can be decided
-        # meanwhile by its own select's cancellation, which takes that select's parker
-        # lock, not this channel's. Then the next ready case is tried.
-        ready = [
-            i
-            for i, (kind, ch, _) in enumerate(ops)
-            if (ch._send_ready() if kind == _SEND else ch._recv_ready())
-        ]
-        _random.shuffle(ready)
-        for i in ready:
-            kind, ch, value = ops[i]
-            if kind == _SEND:
-                try:
-                    got = ch._try_send(value)
-                except Closed as exc:
-                    chosen, error = i, exc
-                    break
-                if got is False:
-                    continue
-                chosen = i
-                to_wake = None if got is True else got
-                break
-            received = ch._try_recv()
-            if received is None:
-                continue
-            chosen = i
-            value, ok, to_wake = received
-            if kind == _RECV_OK:
-                result = (value, ok)
-            elif ok:
-                result = value
-            else:
-                error = Closed("recv on closed channel")
-            break
+        chosen, result, error, to_wake = _commit_ready(ops)
         if chosen < 0 and not default:  # nothing committed: wait on every case
-            parker = Parker(loop, shared=True)
+            parker = new_parker(SelectParker, loop, "select", ops, shared=True)
             for i, (kind, ch, value) in enumerate(ops):
                 waiter = Waiter(parker, i, value)
                 queue = ch._sendq if kind == _SEND else ch._recvq
@@ -145,8 +107,68 @@ async def select(*cases: Any, default: bool = False) -> tuple[int, Any]:
         if error is not None:
             raise error
         return chosen, result
+    return await _wait(parker, ops, queued)
+
+
+def _parse_all(cases: tuple[Any, ...]) -> list[Case]:
     try:
-        await parker.sleep()
+        ops = [_parse(i, case) for i, case in enumerate(cases)]
+    except TypeError:
+        for case in cases:  # select(ch.recv()) made a coroutine: close it, unawaited
+            inner = case[0] if isinstance(case, tuple) and case else case
+            if isinstance(inner, collections.abc.Coroutine):
+                inner.close()
+        raise
+    for i, case in enumerate(cases):
+        if (ops[i][0] == _SEND) != isinstance(case, tuple):
+            raise TypeError(
+                f"select() case {i}: a send case is (ch.send, value); a receive case is "
+                "ch.recv or ch.recv_ok, not called and not in a tuple"
+            )
+    return ops
+
+
+def _commit_ready(ops: list[Case]) -> tuple[int, Any, BaseException | None, Queued | None]:
+    # With every channel locked: commit one ready case, chosen at random. Returns its
+    # index (-1: none), its result, the error it raises, and the waiter to wake.
+    # Each ready case is committed by trying it. A case that looked ready may fail to
+    # commit: the waiter that made it ready can be decided meanwhile by its own
+    # select's cancellation, which takes that select's parker lock, not this channel's.
+    # Then the next ready case is tried.
+    ready = [
+        i
+        for i, (kind, ch, _) in enumerate(ops)
+        if (ch._send_ready() if kind == _SEND else ch._recv_ready())
+    ]
+    _random.shuffle(ready)
+    for i in ready:
+        kind, ch, value = ops[i]
+        if kind == _SEND:
+            try:
+                got = ch._try_send(value)
+            except Closed as exc:
+                return i, None, exc, None
+            if got is False:
+                continue
+            return i, None, None, None if got is True else got
+        received = ch._try_recv()
+        if received is None:
+            continue
+        value, ok, to_wake = received
+        if kind == _RECV_OK:
+            return i, (value, ok), None, to_wake
+        if ok:
+            return i, value, None, to_wake
+        return i, None, Closed("recv on closed channel"), to_wake
+    return -1, None, None, None
+
+
+async def _wait(
+    parker: Parker, ops: list[Case], queued: list[tuple[Chan[Any], Waiter, deque[Queued]]]
+) -> tuple[int, Any]:
+    # Sleep until a case wins (or the await is cancelled), then take the others back.
+    try:
+        await parker
     except asyncio.CancelledError as exc:
         gave_up = parker.claim(CANCELLED)
         _dequeue(queued, None)
@@ -189,5 +211,5 @@ def _dequeue(queued: list[tuple[Chan[Any], Waiter, deque[Queued]]], keep: object
     for ch, waiter, queue in queued:
         if waiter is keep:
             continue
-        with ch._lock, contextlib.suppress(ValueError):
-            queue.remove(waiter)
+        with ch._lock:
+            remove(queue, waiter)

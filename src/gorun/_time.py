@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import threading
 import time
 import weakref
@@ -41,28 +40,14 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any, NoReturn, TypeAlias
 
 from ._chan import Chan, WouldBlock
-from ._runtime import call_in_loop, current_runtime, default_runtime
-from ._waiter import running_loop
+from ._config import check_seconds
+from ._current import current_runtime, default_runtime
+from ._thread_state import running_loop
+from ._worker import call_in_loop
 
 _RECV_ONLY = "a timer's channel is receive-only: only the timer sends on it; it never closes"
 
 _Ref: TypeAlias = "weakref.ReferenceType[_TimerChan]"
-
-
-def _check_seconds(value: object, what: str, *, positive: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(
-            f"{what} must be a number of seconds (int or float), "
-            f"got {type(value).__name__} {value!r}"
-        )
-    seconds = float(value)
-    if not math.isfinite(seconds):
-        raise ValueError(f"{what} must be a finite number of seconds, got {value!r}")
-    if positive and seconds <= 0:
-        raise ValueError(f"{what} must be more than 0 seconds, got {value!r}")
-    if seconds < 0:
-        raise ValueError(f"{what} must be 0 or more seconds, got {value!r}")
-    return seconds
 
 
 class _TimerChan(Chan[float]):
@@ -91,7 +76,7 @@ class _TimerChan(Chan[float]):
         # the handle's own loop thread; elsewhere the callback finds a dead weakref.
         handle = getattr(self, "_handle", None)
         with contextlib.suppress(Exception):  # e.g. at interpreter exit
-            if handle is not None and asyncio._get_running_loop() is self._loop:
+            if handle is not None and running_loop() is self._loop:
                 handle.cancel()
 
     # -- receive-only ---------------------------------------------------------------------
@@ -138,7 +123,7 @@ class _TimerChan(Chan[float]):
         _cancel(handle, loop)
         return active
 
-    def _start(self, delay: float, period: float | None) -> bool:
+    def _reset(self, delay: float, period: float | None) -> bool:
         """Stop, drain, and arm to fire in *delay* seconds (then every *period*)."""
         loop = running_loop()
         with self._tlock:
@@ -160,7 +145,7 @@ class _TimerChan(Chan[float]):
         return active
 
     def _arm(self, ref: _Ref, seq: int) -> None:
-        # On the loop's thread: schedule the callback armed by _start from a plain thread.
+        # On the loop's thread: schedule the callback armed by _reset from a plain thread.
         with self._tlock:
             if seq != self._seq or self._when is None:
                 return
@@ -216,7 +201,7 @@ def _cancel(handle: asyncio.TimerHandle | None, loop: asyncio.AbstractEventLoop 
     # Cancel a superseded callback on its own loop's thread (it would do nothing anyway).
     if handle is None or loop is None:
         return
-    if asyncio._get_running_loop() is loop:
+    if running_loop() is loop:
         handle.cancel()
     else:
         call_in_loop(loop, handle.cancel)
@@ -289,9 +274,9 @@ class Timer(_Timed):
     __slots__ = ()
 
     def __init__(self, seconds: float) -> None:
-        delay = _check_seconds(seconds, "Timer seconds")
+        delay = check_seconds(seconds, "Timer seconds")
         self._c = _TimerChan()
-        self._c._start(delay, None)
+        self._c._reset(delay, None)
 
     def __repr__(self) -> str:
         return f"<Timer {self._c._describe()} at {id(self):#x}>"
@@ -317,8 +302,8 @@ class Timer(_Timed):
             TypeError: *seconds* is not a number.
             ValueError: *seconds* is negative or not finite. The timer is unchanged.
         """
-        delay = _check_seconds(seconds, "Timer.reset() seconds")
-        return self._c._start(delay, None)
+        delay = check_seconds(seconds, "Timer.reset() seconds")
+        return self._c._reset(delay, None)
 
 
 class Ticker(_Timed):
@@ -346,9 +331,9 @@ class Ticker(_Timed):
     __slots__ = ()
 
     def __init__(self, period: float) -> None:
-        seconds = _check_seconds(period, "Ticker period", positive=True)
+        seconds = check_seconds(period, "Ticker period", positive=True)
         self._c = _TimerChan()
-        self._c._start(seconds, seconds)
+        self._c._reset(seconds, seconds)
 
     def __repr__(self) -> str:
         return f"<Ticker period={self._c._period}s {self._c._describe()} at {id(self):#x}>"
@@ -365,8 +350,8 @@ class Ticker(_Timed):
             ValueError: *period* is not more than 0, or not finite. The ticker is
                 unchanged.
         """
-        seconds = _check_seconds(period, "Ticker.reset() period", positive=True)
-        self._c._start(seconds, seconds)
+        seconds = check_seconds(period, "Ticker.reset() period", positive=True)
+        self._c._reset(seconds, seconds)
 
 
 def after(seconds: float) -> Chan[float]:
@@ -389,7 +374,7 @@ def after(seconds: float) -> Chan[float]:
         TypeError: *seconds* is not a number.
         ValueError: *seconds* is negative or not finite.
     """
-    delay = _check_seconds(seconds, "after() seconds")
+    delay = check_seconds(seconds, "after() seconds")
     c = _TimerChan()
-    c._start(delay, None)
+    c._reset(delay, None)
     return c

@@ -1,9 +1,10 @@
 """Parking and waking one blocked operation, on any loop or plain thread.
 
-A `Parker` is what a blocked goroutine (or plain thread) sleeps on: a future on
-its own loop, or a ``threading.Event``. A `Waiter` is one queued operation that
-wakes it: a plain ``send`` or ``recv`` has one waiter, a ``select`` one per case, all
-sharing its parker.
+A blocked goroutine sleeps on a `WaitFuture`: an asyncio future of its own loop that also
+says what it waits for. A plain ``send`` or ``recv`` (or a Mutex acquire, a WaitGroup
+wait) queues one `Solo`, which is both the future and the queued operation; a
+``select`` queues one `Waiter` per case, all sharing one `Parker` future. A plain
+thread sleeps on a `ThreadSolo`, whose ``threading.Event`` stands in for the future.
 
 Claiming is the commit point. Whoever claims a waiter first (a counterparty handing it
 a value, ``close()``, a timeout, or the waiter's own cancellation) decides its outcome,
@@ -12,18 +13,27 @@ that queues the waiter (a channel, a WaitGroup, a Mutex), and the parker's own l
 the claim exclusive across the several primitives a ``select`` waits on. Waking happens
 after the primitive's lock is released: the future is resolved on its own loop (at once
 when that is the calling thread's loop, else through the loop's coalesced wake-up).
+
+**The blocking-point protocol.** ``gorun.dump()`` and deadlock detection learn what a
+goroutine waits for from the future its Task awaits: a `WaitFuture` carries ``what``
+(the label the dump prints, such as ``"chan receive"``), ``owner`` (the primitive, whose
+repr the dump prints; `WaitFuture.blocked_on` may say more) and ``since``. Every gorun
+blocking operation sleeps on one, and nothing else is needed for the dump to show it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 import weakref
-from typing import Any
+from collections import deque
+from collections.abc import Callable
+from typing import Any, ClassVar, Protocol
 
-from ._runtime import call_in_loop
-from ._worker import loop_here
+from ._thread_state import running_loop
+from ._worker import call_in_loop
 
 _monotonic = time.monotonic
 
@@ -34,7 +44,8 @@ _monotonic = time.monotonic
 _since = [0.0]
 
 
-def _wait_start() -> float:
+def wait_start() -> float:
+    """``time.monotonic()`` now, shared with the waits of the last millisecond."""
     now = _monotonic()
     last = _since[0]
     if now - last < 1e-3:
@@ -43,11 +54,304 @@ def _wait_start() -> float:
     return now
 
 
-def running_loop() -> asyncio.AbstractEventLoop | None:
+#: A parker's winner when the operation itself gave up (cancellation or timeout).
+CANCELLED = "cancelled"
+#: A plain operation's winner once a counterparty (or close()) completed it. Not the
+#: operation itself: an object that refers to itself is freed only by the garbage
+#: collector, and a channel makes one per blocked send or receive.
+TAKEN = "taken"
+
+
+class WaitFuture(asyncio.Future[None]):
+    """A future a blocked goroutine sleeps on, which says what it waits for.
+
+    The blocking-point protocol (see the module docstring): ``what`` is the label
+    ``gorun.dump()`` prints, ``owner`` the primitive waited on, ``since`` the
+    ``time.monotonic()`` when the wait began. Only gorun can end such a wait (no timer,
+    I/O or thread), which deadlock detection relies on.
+    """
+
+    __slots__ = ("owner", "since", "what")
+
+    what: str
+    owner: object
+    since: float
+
+    def blocked_on(self) -> str:
+        """What the dump prints after the label: by default, the owner's repr."""
+        return repr(self.owner)
+
+    def wake(self) -> None:
+        """Resolve the future on its own loop; call after releasing the primitive's lock."""
+        loop = self.get_loop()
+        if running_loop() is loop:
+            if not self.done():
+                self.set_result(None)
+        else:
+            call_in_loop(loop, _resolve, self)
+
+
+class _Claim:
+    # claim() and stale for an operation that is its own only waiter (Solo, ThreadSolo).
+    __slots__ = ()
+    winner: Any
+
+    def claim(self, waiter: Any = None) -> bool:
+        """Decide this operation (for *waiter*, or TAKEN); False if already decided.
+
+        Call with the lock of the primitive that queued it held.
+        """
+        if self.winner is not None:
+            return False
+        self.winner = TAKEN if waiter is None else waiter
+        return True
+
+    @property
+    def stale(self) -> bool:
+        """Decided already (completed, or it gave up)."""
+        return self.winner is not None
+
+
+class Solo(_Claim, WaitFuture):
+    """A plain operation of a goroutine: the future it sleeps on and its only waiter.
+
+    One object per blocked ``send``, ``recv``, Mutex acquire or WaitGroup wait, the
+    hottest path there is. It is only ever claimed under the lock of the one primitive
+    that queued it. Made by `new_solo` only.
+    """
+
+    __slots__ = ("closed", "value", "winner")
+
+    case: ClassVar[int] = 0  # as a select's Waiter, for code that handles both
+    value: Any  # the value to send, or the value received
+    closed: bool  # True when close() completed it: a send raises Closed
+    winner: Any
+
+
+def new_solo(
+    loop: asyncio.AbstractEventLoop | None, value: Any, what: str, owner: object
+) -> Solo:
+    """A `Solo` on *loop* carrying *value*, waiting for *what* on *owner*.
+
+    Raises:
+        RuntimeError: *loop* is None: the await runs outside an event loop.
+    """
+    if loop is None:
+        raise RuntimeError("no running event loop")
+    op = Solo(loop=loop)
+    op.winner = None
+    op.value = value
+    op.closed = False
+    op.what = what
+    op.owner = owner
+    op.since = wait_start()
+    return op
+
+
+class ThreadSolo(_Claim):
+    """A plain operation of a plain thread (the ``_blocking`` methods): a Solo whose
+    sleeper is a ``threading.Event``."""
+
+    __slots__ = ("closed", "event", "value", "winner")
+
+    case: ClassVar[int] = 0
+
+    def __init__(self, value: Any = None) -> None:
+        self.event = threading.Event()
+        self.winner: Any = None
+        self.value = value
+        self.closed = False
+
+    def wake(self) -> None:
+        """Wake the sleeping thread; call after releasing the primitive's lock."""
+        self.event.set()
+
+    def sleep_blocking(self, timeout: float | None) -> bool:
+        """Block until woken; False on timeout."""
+        return self.event.wait(timeout)
+
+
+class Parker(WaitFuture):
+    """The future several waiters share (a ``select``'s cases), and who won it.
+
+    Its winner is None while the operation still waits; then the `Waiter` that completed
+    it, or CANCELLED when the operation itself gave up (cancellation or timeout).
+    """
+
+    __slots__ = ("lock", "winner")
+
+    lock: threading.Lock | None
+    winner: Any
+
+    def claim(self, waiter: Any) -> bool:
+        """Commit this parker to *waiter* (or ``CANCELLED``); False if already decided.
+
+        Call with the lock of the primitive that queued *waiter* held. A parker queued on
+        several primitives (several locks) has a lock of its own that makes the claim
+        exclusive.
+        """
+        lock = self.lock
+        if lock is None:
+            if self.winner is not None:
+                return False
+            self.winner = waiter
+            return True
+        with lock:
+            if self.winner is not None:
+                return False
+            self.winner = waiter
+            return True
+
+
+def new_parker(
+    cls: type[Parker], loop: asyncio.AbstractEventLoop, what: str, owner: object, *,
+    shared: bool = False,
+) -> Parker:
+    """A parker of class *cls* on *loop*; *shared* gives it its own lock (see claim)."""
+    parker = cls(loop=loop)
+    parker.lock = threading.Lock() if shared else None
+    parker.winner = None
+    parker.what = what
+    parker.owner = owner
+    parker.since = wait_start()
+    return parker
+
+
+class Waiter:
+    """One queued case of a parker: which case it is, and what it carries."""
+
+    __slots__ = ("case", "closed", "parker", "value")
+
+    def __init__(self, parker: Parker, case: int = 0, value: Any = None) -> None:
+        self.parker = parker
+        self.case = case
+        self.value = value  # the value to send, or the value received
+        # True when close() completed it: a send raises Closed, a receive gets (None, False).
+        self.closed = False
+
+    def claim(self) -> bool:
+        """Commit its parker to this case; False if the parker was decided already."""
+        return self.parker.claim(self)
+
+    def wake(self) -> None:
+        """Wake the operation's sleeper (after releasing the primitive's lock)."""
+        self.parker.wake()
+
+    @property
+    def stale(self) -> bool:
+        """Decided already (another case of its select won, or it gave up)."""
+        return self.parker.winner is not None
+
+
+class Queued(Protocol):
+    """What a primitive's wait queue holds: a Solo, a ThreadSolo or a select's Waiter."""
+
+    value: Any
+    closed: bool
+
+    @property
+    def case(self) -> int: ...
+
+    def claim(self) -> bool: ...
+    def wake(self) -> None: ...
+    @property
+    def stale(self) -> bool: ...
+
+
+# -- wait queues (all but wake_all run with the primitive's lock held) --------------------------
+
+
+def pop_live(queue: deque[Any]) -> Any:
+    """Claim and return the first waiter still waiting; drop stale ones on the way."""
+    while queue:
+        w = queue.popleft()
+        if w.claim():
+            return w
+    return None
+
+
+def has_live(queue: deque[Any]) -> bool:
+    """Whether a waiter still waits in *queue*; drops stale ones from its head."""
+    while queue and queue[0].stale:
+        queue.popleft()
+    return bool(queue)
+
+
+def claim_all(queue: deque[Any]) -> list[Any]:
+    """Claim every waiter still waiting in *queue*, in order."""
+    woken = []
+    while (w := pop_live(queue)) is not None:
+        woken.append(w)
+    return woken
+
+
+def wake_all(waiters: list[Any]) -> None:
+    """Wake each claimed waiter (after releasing the primitive's lock)."""
+    for w in waiters:
+        w.wake()
+
+
+def remove(queue: deque[Any], waiter: object) -> None:
+    """Take *waiter* out of *queue* if it is there."""
+    with contextlib.suppress(ValueError):
+        queue.remove(waiter)
+
+
+def enqueue(queue: deque[Any], what: str, owner: object) -> Solo:
+    """Queue a `Solo` of the running loop on *queue*, waiting for *what* on *owner*."""
+    waiter = new_solo(asyncio.get_running_loop(), None, what, owner)
+    queue.append(waiter)
+    return waiter
+
+
+async def sleep_queued(
+    lock: threading.Lock,
+    queue: deque[Any],
+    waiter: Solo,
+    on_give_up: Callable[[], list[Any]] | None = None,
+    undo: Callable[[], list[Any]] | None = None,
+) -> None:
+    """Sleep until *waiter* is claimed; a cancelled sleep always raises CancelledError.
+
+    If the cancellation wins the claim, the waiter leaves *queue* (``on_give_up`` may
+    then hand on what it was blocking, returning waiters to wake). If a releaser claimed
+    the waiter first, what it granted is handed back (``undo``: a lock goes to the next
+    waiter), so a cancelled acquisition never leaves the caller holding anything.
+    Either way CancelledError propagates, as asyncio's own locks do.
+    """
     try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
+        await waiter
+    except asyncio.CancelledError:
+        woken: list[Any] = []
+        with lock:
+            if waiter.claim(CANCELLED):
+                remove(queue, waiter)
+                if on_give_up is not None:
+                    woken = on_give_up()
+            elif undo is not None:
+                woken = undo()
+        wake_all(woken)
+        raise
+
+
+def sleep_blocking_queued(
+    lock: threading.Lock, queue: deque[Any], waiter: ThreadSolo, timeout: float | None
+) -> bool:
+    """Block this plain thread until *waiter* is claimed; False if *timeout* passed first
+    (the waiter then left *queue*)."""
+    if waiter.sleep_blocking(timeout):
+        return True
+    with lock:
+        gave_up = waiter.claim(CANCELLED)
+        if gave_up:
+            remove(queue, waiter)
+    if gave_up:
+        return False
+    waiter.sleep_blocking(None)  # claimed meanwhile: its wake is on the way
+    return True
+
+
+# -- plain threads ----------------------------------------------------------------------------
 
 
 def check_blocking_allowed(what: str) -> None:
@@ -86,191 +390,6 @@ def plain_threads() -> list[threading.Thread]:
         else:
             return []
     return [t for t in threads if t.is_alive()]
-
-
-class Parker:
-    """What one blocked operation sleeps on, and who won it (see the module docstring)."""
-
-    __slots__ = ("event", "fut", "lock", "loop", "since", "winner")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop | None, *, shared: bool = False) -> None:
-        self.loop = loop
-        self.since = _wait_start()  # when it started waiting (shown by gorun.dump())
-        self.fut: asyncio.Future[None] | None = loop.create_future() if loop else None
-        self.event: threading.Event | None = None if loop else threading.Event()
-        # A parker queued on one primitive is only ever claimed under that primitive's
-        # lock, which already makes claims exclusive. A select's parker is queued on
-        # several channels (several locks), so it has a lock of its own.
-        self.lock = threading.Lock() if shared else None
-        # None while the operation is still waiting; then the Waiter that completed it,
-        # or CANCELLED when the operation itself gave up (cancellation or timeout).
-        self.winner: Any = None
-
-    def claim(self, waiter: Any) -> bool:
-        """Commit this parker to *waiter* (or ``CANCELLED``); False if already decided.
-
-        Call with the lock of the primitive that queued it held.
-        """
-        lock = self.lock
-        if lock is None:
-            if self.winner is not None:
-                return False
-            self.winner = waiter
-            return True
-        with lock:
-            if self.winner is not None:
-                return False
-            self.winner = waiter
-            return True
-
-    @property
-    def decided(self) -> bool:
-        return self.winner is not None
-
-    def wake(self) -> None:
-        """Wake the sleeper; call after releasing the primitive's lock."""
-        if self.fut is not None:
-            loop = self.loop
-            assert loop is not None
-            if loop_here() is loop:
-                if not self.fut.done():
-                    self.fut.set_result(None)
-            else:
-                call_in_loop(loop, _resolve, self.fut)
-        else:
-            assert self.event is not None
-            self.event.set()
-
-    async def sleep(self) -> None:
-        """Wait until woken (a coroutine); CancelledError propagates to the caller."""
-        assert self.fut is not None
-        await self.fut
-
-    def sleep_blocking(self, timeout: float | None) -> bool:
-        """Block this plain thread until woken; False on timeout."""
-        assert self.event is not None
-        return self.event.wait(timeout)
-
-
-#: A parker's winner when the operation itself gave up (cancellation or timeout).
-CANCELLED = "cancelled"
-#: A plain operation's winner once a counterparty (or close()) completed it. Not the
-#: operation itself: an object that refers to itself is freed only by the garbage
-#: collector, and a channel makes one per blocked send or receive.
-TAKEN = "taken"
-
-
-class Waiter:
-    """One queued operation of a parker: which case it is, and what it carries."""
-
-    __slots__ = ("case", "closed", "parker", "value")
-
-    def __init__(self, parker: Parker, case: int = 0, value: Any = None) -> None:
-        self.parker = parker
-        self.case = case
-        self.value = value  # the value to send, or the value received
-        # True when close() completed it: a send raises Closed, a receive gets (None, False).
-        self.closed = False
-
-    def claim(self) -> bool:
-        return self.parker.claim(self)
-
-    def wake(self) -> None:
-        """Wake the operation's sleeper (after releasing the primitive's lock)."""
-        self.parker.wake()
-
-    @property
-    def stale(self) -> bool:
-        """Decided already (another case of its select won, or it gave up)."""
-        return self.parker.winner is not None
-
-
-class Solo:
-    """A parker that is its own (only) waiter: a plain ``send`` or ``recv``.
-
-    One small object instead of a Parker and a Waiter, on the hottest path there is. It
-    is only ever claimed under the lock of the one primitive that queued it.
-    """
-
-    __slots__ = ("closed", "event", "fut", "loop", "since", "value", "winner")
-
-    case = 0
-
-    def __init__(self, loop: asyncio.AbstractEventLoop | None, value: Any = None) -> None:
-        self.loop = loop
-        self.since = _wait_start()  # as for Parker
-        if loop is not None:
-            self.fut: asyncio.Future[None] | None = loop.create_future()
-        else:
-            self.fut = None
-            self.event = threading.Event()
-        self.winner: Any = None
-        self.value = value
-        self.closed = False  # as for Waiter
-
-    def claim(self, waiter: Any = None) -> bool:
-        if self.winner is not None:
-            return False
-        self.winner = TAKEN if waiter is None else waiter
-        return True
-
-    @property
-    def stale(self) -> bool:
-        return self.winner is not None
-
-    def wake(self) -> None:
-        fut = self.fut
-        if fut is None:
-            self.event.set()
-        else:
-            loop: Any = self.loop
-            if loop_here() is loop:
-                if not fut.done():
-                    fut.set_result(None)
-                return
-            # call_in_loop(), with its gorun case inline: this is every hand-off between
-            # two workers.
-            worker = getattr(loop, "_gorun_worker", None)
-            if worker is not None and worker.loop is loop:
-                worker.post(_resolve, fut)
-            else:
-                call_in_loop(loop, _resolve, fut)
-
-    def sleep_blocking(self, timeout: float | None) -> bool:
-        return self.event.wait(timeout)
-
-
-_new = object.__new__
-
-
-def new_solo(loop: asyncio.AbstractEventLoop | None, value: Any) -> Solo:
-    """``Solo(loop, value)`` at about half the cost (no Python-level ``__init__`` call).
-
-    For the channel's hot paths, where *loop* is `loop_here()`; the fields set here
-    must match ``Solo.__init__``.
-
-    Raises:
-        RuntimeError: *loop* is None: the await runs outside an event loop.
-    """
-    if loop is None:
-        raise RuntimeError("no running event loop")
-    op: Solo = _new(Solo)
-    op.loop = loop
-    op.fut = loop.create_future()
-    op.winner = None
-    op.value = value
-    op.closed = False
-    now = _monotonic()  # _wait_start(), inlined: this is the channel's hot path
-    last = _since[0]
-    if now - last < 1e-3:
-        op.since = last
-    else:
-        op.since = _since[0] = now
-    return op
-
-
-#: What a primitive's wait queue holds: a select's per-case waiter, or a plain operation.
-Queued = Waiter | Solo
 
 
 def rearm_cancel(msg: Any = None) -> None:

@@ -14,7 +14,8 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, TypeVar
 
-from ._dump import goroutine_entry, outlived, watch_shutdowns
+from ._dump import goroutine_entry, goroutines_by_task
+from ._leaks import count_open_checks, outlived
 from ._runtime import Runtime, all_runtimes
 
 __all__ = ["DEFAULT_GRACE", "no_leaks"]
@@ -56,7 +57,7 @@ class no_leaks:
     def _start(self) -> None:
         if self._first_id is not None:
             raise RuntimeError("no_leaks() is not reentrant: use a new one for each block")
-        watch_shutdowns(+1)
+        count_open_checks(+1)
         self._first_id = Runtime.next_id()  # goroutines started from now on have larger ids
 
     def _leaked(self) -> list[Any]:
@@ -71,10 +72,11 @@ class no_leaks:
         self._first_id = None
         try:
             now = time.monotonic()
-            entries = [line for g in leaked for line in goroutine_entry(g, now)]
+            by_task = goroutines_by_task(all_runtimes())
+            entries = [line for g in leaked for line in goroutine_entry(g, now, by_task)]
             at_shutdown = outlived(first, {g.id for g in leaked})
         finally:
-            watch_shutdowns(-1)
+            count_open_checks(-1)
         count = len(leaked) + len(at_shutdown)
         if not count:
             return
@@ -137,7 +139,7 @@ class no_leaks:
     def _abandon(self) -> None:
         if self._first_id is not None:
             self._first_id = None
-            watch_shutdowns(-1)
+            count_open_checks(-1)
 
     # -- decorator --------------------------------------------------------------------------
 

@@ -1,0 +1,224 @@
+"""Every access gorun makes to private names of asyncio and of the stdlib under it.
+
+asyncio gives no public way to do some of what gorun needs: read a loop's ready queue and
+timers (to tell an idle loop from a busy one), reach its selector and self-pipe (to park a
+worker and wake it), see which future a Task awaits (for ``gorun.dump()``), or queue a
+Handle without the cost of ``call_soon``'s checks. Those accesses live here and nowhere
+else, so a new Python release is one file to audit: each name below says what it reads,
+and the tests that exercise it run on every interpreter CI covers (3.11 to 3.15, 3.13t).
+
+Functions here are called off the hot paths. Where a hot path needs a private attribute
+on every call, this module hands out the object itself once (a selector's fd map, a
+loop's self-pipe) or supplies the whole hot function (`LoopBase.call_soon`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import asyncio.events
+import contextvars
+import operator
+import selectors
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVarTuple
+
+_Ts = TypeVarTuple("_Ts")
+
+#: ``asyncio._get_running_loop()``: the loop running on this thread, or None. On 3.11 it
+#: makes a ``getpid()`` system call each time (see ``_thread_state.running_loop``).
+get_running_loop_or_none: Callable[[], asyncio.AbstractEventLoop | None] = (
+    asyncio._get_running_loop
+)
+
+#: True where ``asyncio._get_running_loop()`` costs a system call (3.11).
+RUNNING_LOOP_CALLS_GETPID = sys.version_info < (3, 12)
+
+#: ``loop._task_factory``: the task factory set on a loop, or None (a C attribute getter:
+#: ``get_task_factory()`` is a Python call, and goroutines ask once each).
+task_factory_of: Callable[[Any], Any] = operator.attrgetter("_task_factory")
+
+
+# -- loops ---------------------------------------------------------------------------------
+
+_Handle = asyncio.Handle
+_new_handle = object.__new__
+_base_call_soon = asyncio.SelectorEventLoop.call_soon
+
+
+class LoopBase(asyncio.SelectorEventLoop):
+    """asyncio's selector loop with a leaner ``call_soon`` and a hook for its thread check.
+
+    Every task step and every resolved future goes through ``call_soon``, with a context.
+    Outside debug mode asyncio's version checks that the loop is open and makes and
+    queues a Handle, through three more Python calls (``Handle.__init__`` among them);
+    this one queues the Handle itself and fills in its fields without calling its
+    ``__init__``. Each of the two saves about a thirtieth of the instructions of a
+    same-loop round trip between goroutines. A closed loop, debug mode or a call without a
+    context takes asyncio's own path, with its errors and checks.
+    (tests/test_runtime.py checks that the Handle has every field asyncio's would have.)
+    """
+
+    def call_soon(
+        self,
+        callback: Callable[[*_Ts], object],
+        *args: *_Ts,
+        context: contextvars.Context | None = None,
+    ) -> asyncio.Handle:
+        if self._closed or self._debug or context is None:  # type: ignore[attr-defined]
+            return _base_call_soon(self, callback, *args, context=context)
+        # Handle(callback, args, self, context), without its Python-level __init__:
+        # the fields it sets outside debug mode when given a context.
+        handle: Any = _new_handle(_Handle)
+        handle._callback = callback
+        handle._args = args
+        handle._loop = self
+        handle._context = context
+        handle._cancelled = False
+        handle._repr = None
+        handle._source_traceback = None
+        self._ready.append(handle)  # type: ignore[attr-defined]
+        return handle  # type: ignore[no-any-return]
+
+    def _check_thread(self) -> None:
+        # asyncio's debug-mode check that a non-thread-safe call comes from the loop's
+        # own thread; the error it raises is the subclass's (see wrong_thread_error).
+        owner = getattr(self, "_thread_id", None)
+        if owner is None or owner == threading.get_ident():
+            return
+        raise self.wrong_thread_error()
+
+    def wrong_thread_error(self) -> RuntimeError:
+        """The error for a non-thread-safe call from another thread (debug mode)."""
+        return RuntimeError(
+            "Non-thread-safe operation invoked on an event loop other than the current one"
+        )
+
+
+def loop_selector(loop: asyncio.AbstractEventLoop) -> selectors.BaseSelector | None:
+    """The selector of a selector loop (``loop._selector``); None for other loops."""
+    return getattr(loop, "_selector", None)
+
+
+def signal_handlers(loop: asyncio.AbstractEventLoop) -> dict[int, Any] | None:
+    """The live dict of a Unix loop's signal handlers (``loop._signal_handlers``)."""
+    handlers = getattr(loop, "_signal_handlers", None)
+    return handlers if isinstance(handlers, dict) else None
+
+
+def signal_callbacks(loop: asyncio.AbstractEventLoop) -> list[object]:
+    """The callbacks of the loop's signal handlers (a snapshot)."""
+    handlers = signal_handlers(loop) or {}
+    return [getattr(h, "_callback", None) for h in list(handlers.values())]
+
+
+def self_pipe(loop: asyncio.AbstractEventLoop) -> tuple[Any, Any, Callable[[], object]]:
+    """A selector loop's self-pipe: (read socket, write socket, asyncio's write function).
+
+    Either socket may be None on a loop that has none; the write function is
+    ``loop._write_to_self``, which writes one wake-up byte.
+    """
+    return (
+        getattr(loop, "_ssock", None),
+        getattr(loop, "_csock", None),
+        loop._write_to_self,  # type: ignore[attr-defined]
+    )
+
+
+def loop_thread_id(loop: asyncio.AbstractEventLoop | None) -> int | None:
+    """The ident of the thread running *loop* now (``loop._thread_id``), if any."""
+    return getattr(loop, "_thread_id", None)
+
+
+def has_ready_callbacks(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether the loop has callbacks queued to run (``loop._ready``)."""
+    return bool(loop._ready)  # type: ignore[attr-defined]
+
+
+def has_live_timers(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether a timer not cancelled is scheduled on the loop (``loop._scheduled``)."""
+    return any(not h.cancelled() for h in list(loop._scheduled))  # type: ignore[attr-defined]
+
+
+def fd_map(selector: selectors.BaseSelector) -> dict[int, selectors.SelectorKey]:
+    """The selector's own fd -> key dict (``_fd_to_key``), live: ``get_map()`` makes a
+    mapping object per call, and a busy loop asks once per iteration. selectors clears
+    this dict on close and never replaces it."""
+    return selector._fd_to_key  # type: ignore[attr-defined,no-any-return]
+
+
+def epoll_object(selector: selectors.BaseSelector) -> Any:
+    """The ``select.epoll`` object of an EpollSelector (``_selector``), created with it."""
+    return selector._selector  # type: ignore[attr-defined]
+
+
+def default_executor_idle_threads(loop: asyncio.AbstractEventLoop) -> list[int | None]:
+    """Idents of the loop's default-executor threads if that executor is idle, else [].
+
+    Idle: no work queued and every thread waiting for work (``_idle_semaphore``'s value
+    equals the thread count), so none of them is running code that could wake anyone.
+    """
+    ex = getattr(loop, "_default_executor", None)
+    threads = getattr(ex, "_threads", None)
+    idle = getattr(getattr(ex, "_idle_semaphore", None), "_value", None)
+    queue = getattr(ex, "_work_queue", None)
+    if threads is not None and idle == len(threads) and queue is not None and queue.empty():
+        return [t.ident for t in list(threads)]
+    return []
+
+
+# -- tasks and futures -----------------------------------------------------------------------
+
+
+def awaited_future(task: asyncio.Task[Any]) -> Any:
+    """The future *task* is suspended on (``_fut_waiter``), or None if it is not."""
+    return getattr(task, "_fut_waiter", None)
+
+
+def gather_children(fut: object) -> list[Any] | None:
+    """The awaitables of an ``asyncio.gather()`` future, or None for any other future."""
+    if isinstance(fut, asyncio.Future) and type(fut).__name__ == "_GatheringFuture":
+        return list(getattr(fut, "_children", ()))
+    return None
+
+
+# -- policies and the interpreter ---------------------------------------------------------------
+
+
+def _policy_base() -> type:
+    # The stdlib's default policy, looked up by names that do not trigger the
+    # deprecation warning Python 3.14 attaches to the public ones.
+    if sys.platform != "win32":
+        import asyncio.unix_events as unix_events
+
+        base = getattr(unix_events, "_UnixDefaultEventLoopPolicy", None)
+        if isinstance(base, type):
+            return base
+    for name in ("_BaseDefaultEventLoopPolicy", "BaseDefaultEventLoopPolicy"):
+        base = getattr(asyncio.events, name, None)
+        if isinstance(base, type):
+            return base
+    return object
+
+
+#: The stdlib's default event-loop policy class, or ``object`` where there is none.
+POLICY_BASE: type = _policy_base()
+
+
+def register_before_thread_joins(fn: Callable[[], object]) -> None:
+    """Run *fn* at exit before the interpreter joins non-daemon threads.
+
+    ``threading._register_atexit``, as concurrent.futures uses; plain ``atexit`` where
+    that is missing or the interpreter is already shutting down.
+    """
+    register = getattr(threading, "_register_atexit", None)
+    if register is not None:
+        try:
+            register(fn)
+            return
+        except RuntimeError:  # the interpreter is already shutting down
+            pass
+    import atexit
+
+    atexit.register(fn)

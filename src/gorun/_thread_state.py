@@ -1,0 +1,54 @@
+"""What runs on this thread: its gorun worker, if any, and the running event loop.
+
+``running_loop()`` is the one spelling gorun uses for "the loop running on this thread,
+or None"; code that wants asyncio's error when there is none calls
+``asyncio.get_running_loop()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import TYPE_CHECKING
+
+from ._compat import RUNNING_LOOP_CALLS_GETPID, get_running_loop_or_none
+
+if TYPE_CHECKING:
+    from ._worker import Worker
+
+
+class _ThreadState(threading.local):
+    worker: Worker | None = None  # the worker whose loop runs on this thread, if any
+
+
+_tls = _ThreadState()
+
+
+def current_worker() -> Worker | None:
+    """The gorun worker whose loop is running on this thread, if any."""
+    worker: Worker | None = _tls.worker
+    return worker
+
+
+def set_current_worker(worker: Worker | None) -> Worker | None:
+    """Make *worker* this thread's worker; return the previous one."""
+    previous = current_worker()
+    _tls.worker = worker
+    return previous
+
+
+if not RUNNING_LOOP_CALLS_GETPID:
+    running_loop = get_running_loop_or_none
+else:
+
+    def running_loop() -> asyncio.AbstractEventLoop | None:
+        """The event loop running on this thread, or None.
+
+        On 3.11 asyncio's own lookup makes a ``getpid()`` system call each time (a check
+        against fork), about 0.2 µs, and a channel hand-off asks twice. A worker's thread
+        runs nothing but its own loop, so there its loop is the running one.
+        """
+        worker: Worker | None = _tls.worker
+        if worker is not None and worker.loop is not None:
+            return worker.loop
+        return get_running_loop_or_none()

@@ -1,101 +1,47 @@
 """Channels: the API, rendezvous and buffering, close, plain threads, cancellation races.
 
 Events are ordered without sleeps: a goroutine that blocks its worker thread in
-``barrier.wait()`` forces the others onto other workers, and ``until_parked`` yields
-until a channel shows the expected parked senders or receivers. The exchange test at
-the end (also driven by ``test_chan_stress.py``) checks that no value is lost or
-duplicated while waiting operations are cancelled at random.
+``barrier.wait()`` forces the others onto other workers (``support.pinner``), and
+``until_parked`` yields until a channel shows the expected parked senders or receivers.
+The exchange tests at the end (``support.run_exchange``, also driven by
+``test_chan_stress.py``) check that no value is lost or duplicated while waiting
+operations are cancelled at random.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import dataclasses
 import gc
 import random
 import threading
-import time
-import warnings
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 import gorun
+from tests.support import (
+    PROCS,
+    TIMEOUT,
+    Exchange,
+    outcome,
+    parked,
+    pinner,
+    run_exchange,
+    until_parked,
+    until_parked_blocking,
+)
 
-TIMEOUT = 10.0
-PROCS = 4
-
-pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture(autouse=True)
-def _no_never_awaited() -> Iterator[None]:
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        yield
-        gc.collect()
-    assert not [w for w in caught if "never awaited" in str(w.message)], caught
+pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("no_never_awaited")]
 
 
 # -- helpers ------------------------------------------------------------------------------
 
 
-def pinner(n: int) -> Callable[[], int]:
-    """``pin()`` blocks until *n* callers arrived, so *n* goroutines calling it first run
-    on *n* distinct worker threads; it returns the caller's thread id."""
-    barrier = threading.Barrier(n, timeout=TIMEOUT)
-
-    def pin() -> int:
-        barrier.wait()
-        return threading.get_ident()
-
-    return pin
-
-
-def parked(ch: gorun.Chan[Any]) -> tuple[int, int]:
-    """(live parked senders, live parked receivers) of *ch*."""
-    with ch._lock:
-        return (
-            sum(not w.stale for w in ch._sendq),
-            sum(not w.stale for w in ch._recvq),
-        )
-
-
-async def until_parked(ch: gorun.Chan[Any], senders: int = 0, receivers: int = 0) -> None:
-    """Yield until *ch* has at least this many parked senders and receivers."""
-    deadline = time.monotonic() + TIMEOUT
-    while True:
-        s, r = parked(ch)
-        if s >= senders and r >= receivers:
-            return
-        assert time.monotonic() < deadline, f"parked {s} senders, {r} receivers"
-        await asyncio.sleep(0.0005)
-
-
-def until_parked_blocking(ch: gorun.Chan[Any], senders: int = 0, receivers: int = 0) -> None:
-    deadline = time.monotonic() + TIMEOUT
-    while True:
-        s, r = parked(ch)
-        if s >= senders and r >= receivers:
-            return
-        assert time.monotonic() < deadline, f"parked {s} senders, {r} receivers"
-        time.sleep(0.0005)
-
-
 async def join(thread: threading.Thread) -> None:
     await asyncio.to_thread(thread.join, TIMEOUT)
     assert not thread.is_alive()
-
-
-async def outcome(aw: Any) -> Any:
-    """The result of awaiting *aw*, or the exception class it raised."""
-    try:
-        return await aw
-    except (gorun.Closed, gorun.WouldBlock, TimeoutError, asyncio.CancelledError) as exc:
-        return type(exc)
 
 
 def blocking_outcome(fn: Callable[[], Any]) -> Any:
@@ -868,13 +814,11 @@ def test_send_closed_as_it_is_cancelled_raises_closed_then_cancelled() -> None:
 JITTER = (0.0, 0.0, 1e-4, 1e-3)
 
 
-def test_recv_under_timeout_races_a_sender_on_another_worker() -> None:
+def test_recv_under_timeout_races_a_sender_on_another_worker(seed: int) -> None:
     # Either the receive returns the value (and the sender's send completed, nothing is
     # left for anyone else), or it times out and the value is still there to take (a
     # value handed over as the timeout fired went back to the channel).
     rounds = 150
-    seed = random.randrange(2**32)
-    print(f"seed={seed}")
     rng = random.Random(seed)
     pin = pinner(2)
     Job = tuple[gorun.Chan[int], gorun.Chan[None]]
@@ -921,18 +865,15 @@ def test_recv_under_timeout_races_a_sender_on_another_worker() -> None:
         return seen
 
     seen = gorun.run(main(), procs=PROCS)
-    print(dict(seen))
     assert seen["timeout"] + seen["received"] == rounds
 
 
-def test_send_under_timeout_races_a_receiver_on_another_worker() -> None:
+def test_send_under_timeout_races_a_receiver_on_another_worker(seed: int) -> None:
     # Either the send completes (and the receiver has the value), or it times out and
     # nothing was sent. On Python < 3.13 a timeout that fired as the value was taken
     # comes as a CancelledError at the first await after the block (see the guide); it
     # must not undo the send either.
     rounds = 150
-    seed = random.randrange(2**32)
-    print(f"seed={seed}")
     rng = random.Random(seed)
     pin = pinner(2)
     Job = tuple[gorun.Chan[int], gorun.Chan[None]]
@@ -980,309 +921,10 @@ def test_send_under_timeout_races_a_receiver_on_another_worker() -> None:
         return seen
 
     seen = gorun.run(main(), procs=PROCS)
-    print(dict(seen))
     assert seen["sent"] + seen["not sent"] == rounds
 
 
 # -- no value lost or duplicated ------------------------------------------------------------
-
-STRIDE = 1 << 32
-TINY = (0.0, 0.0, 1e-5, 5e-5, 2e-4, 1e-3)
-
-
-@dataclasses.dataclass
-class Exchange:
-    """A randomized exchange: goroutine producers and consumers on every worker, plain
-    thread ones, random timeouts and cancels; see :func:`run_exchange`."""
-
-    seed: int
-    values: int  # values per producer
-    cap: int
-    procs: int = PROCS
-    producers_per_worker: int = 1
-    consumers_per_worker: int = 1
-    thread_producers: int = 1
-    thread_consumers: int = 1
-    close_early: bool = False  # close while producers still send
-    chaos: bool = True  # a goroutine cancels producers (and consumers) at random
-    # Cancel waiting receivers too (timeouts, chaos). A value handed to a receiver as it
-    # is cancelled goes back to the channel, maybe behind values others took meanwhile:
-    # each consumer sees each producer's values in order only without this.
-    cancel_receivers: bool = True
-    deadline: float = 45.0  # seconds, then report progress and fail
-
-
-@dataclasses.dataclass
-class Ledger:
-    sent: list[int] = dataclasses.field(default_factory=list)
-    received: dict[str, list[int]] = dataclasses.field(default_factory=dict)
-    outcomes: Counter[str] = dataclasses.field(default_factory=Counter)
-    stop: threading.Event = dataclasses.field(default_factory=threading.Event)
-
-    def count(self, what: str) -> None:
-        self.outcomes[what] += 1  # a race here only blurs the statistics
-
-
-def _uncancel() -> None:
-    task = asyncio.current_task()
-    assert task is not None
-    task.uncancel()
-
-
-async def _produce(
-    ch: gorun.Chan[int], never: gorun.Chan[int], values: range, rng: random.Random, led: Ledger
-) -> None:
-    # Each value is offered once; it goes into led.sent right after the operation
-    # returns, before any other await, where a cancel too late to undo it is raised.
-    for v in values:
-        if led.stop.is_set():
-            return
-        mode = rng.randrange(6)
-        try:
-            if mode == 0:
-                await ch.send(v)
-                led.sent.append(v)
-            elif mode == 1:
-                async with asyncio.timeout(rng.choice(TINY)):
-                    await ch.send(v)
-                    led.sent.append(v)
-            elif mode == 2:
-                index, _ = await gorun.select((ch.send, v), never.recv, (ch.send, v))
-                led.sent.append(v)
-                assert index in (0, 2)
-            elif mode == 3:
-                async with asyncio.timeout(rng.choice(TINY)):
-                    await gorun.select(never.recv_ok, (ch.send, v))
-                    led.sent.append(v)
-            elif mode == 4:
-                try:
-                    ch.send_nowait(v)
-                    led.sent.append(v)
-                except gorun.WouldBlock:
-                    led.count("send would block")
-                    await asyncio.sleep(0)
-            else:
-                index, _ = await gorun.select((ch.send, v), default=True)
-                if index == 0:
-                    led.sent.append(v)
-                else:
-                    led.count("send default")
-                    await asyncio.sleep(0)
-        except TimeoutError:
-            led.count("send timeout")
-        except asyncio.CancelledError:
-            if led.stop.is_set():
-                raise
-            led.count("send cancelled")
-            _uncancel()
-        except gorun.Closed:
-            led.count("send closed")
-            return
-
-
-async def _consume(
-    ch: gorun.Chan[int],
-    never: gorun.Chan[int],
-    out: list[int],
-    rng: random.Random,
-    led: Ledger,
-    cancellable: bool,
-) -> None:
-    modes = (0, 1, 2, 3, 4, 5) if cancellable else (0, 1, 3, 5)  # 2 and 4 time out
-    while not led.stop.is_set():
-        mode = rng.choice(modes)
-        try:
-            if mode == 0:
-                out.append(await ch.recv())
-            elif mode == 1:
-                v, ok = await ch.recv_ok()
-                if not ok:
-                    return
-                out.append(v)  # type: ignore[arg-type]
-            elif mode == 2:
-                async with asyncio.timeout(rng.choice(TINY)):
-                    out.append(await ch.recv())
-            elif mode == 3:
-                index, got = await gorun.select(ch.recv, never.recv, ch.recv_ok)
-                if index == 2:
-                    v, ok = got
-                    if not ok:
-                        return
-                    out.append(v)
-                else:
-                    assert index == 0
-                    out.append(got)
-            elif mode == 4:
-                async with asyncio.timeout(rng.choice(TINY)):
-                    _, got = await gorun.select(never.recv, ch.recv)
-                    out.append(got)
-            else:
-                try:
-                    out.append(ch.recv_nowait())
-                except gorun.WouldBlock:
-                    await asyncio.sleep(0)
-        except TimeoutError:
-            led.count("recv timeout")
-        except asyncio.CancelledError:
-            if led.stop.is_set():
-                raise
-            led.count("recv cancelled")
-            _uncancel()
-        except gorun.Closed:
-            return
-
-
-def _produce_blocking(ch: gorun.Chan[int], values: range, rng: random.Random, led: Ledger) -> None:
-    for v in values:
-        if led.stop.is_set():
-            return
-        try:
-            ch.send_blocking(v, timeout=rng.choice((None, *TINY)))
-            led.sent.append(v)
-        except TimeoutError:
-            led.count("thread send timeout")
-        except gorun.Closed:
-            led.count("thread send closed")
-            return
-
-
-def _consume_blocking(ch: gorun.Chan[int], out: list[int], rng: random.Random, led: Ledger) -> None:
-    while not led.stop.is_set():
-        try:
-            out.append(ch.recv_blocking(timeout=rng.choice((None, *TINY))))
-        except TimeoutError:
-            led.count("thread recv timeout")
-        except gorun.Closed:
-            return
-
-
-async def _chaos(targets: list[gorun.Goroutine[None]], rng: random.Random, led: Ledger) -> None:
-    while not led.stop.is_set():
-        if rng.choice(targets).cancel("chaos"):
-            led.count("chaos cancel")
-        await asyncio.sleep(rng.choice((0.0, 1e-5, 1e-4)))
-
-
-async def _settle(g: gorun.Goroutine[None]) -> None:
-    # A goroutine ends cancelled if a cancel that lost a race is still pending at return.
-    with contextlib.suppress(asyncio.CancelledError):
-        await g
-
-
-def run_exchange(cfg: Exchange) -> Ledger:
-    """Run the exchange and check that the values received are exactly the values sent."""
-    print(f"exchange: {cfg}")
-    led = Ledger()
-    seeds = random.Random(cfg.seed)
-    ppw, cpw = cfg.producers_per_worker, cfg.consumers_per_worker
-    n_producers = cfg.procs * ppw + cfg.thread_producers
-    # Producer k offers k * STRIDE + 0, 1, ...: each consumer can check their order.
-    ranges = [range(k * STRIDE, k * STRIDE + cfg.values) for k in range(1, n_producers + 1)]
-    outs: list[list[int]] = [[] for _ in range(cfg.procs * cpw + cfg.thread_consumers)]
-    for k, out in enumerate(outs):
-        led.received[f"consumer {k}"] = out
-    rngs = [random.Random(seeds.getrandbits(64)) for _ in range(len(ranges) + len(outs) + 1)]
-
-    async def main() -> None:
-        ch = gorun.Chan[int](cfg.cap)
-        never = gorun.Chan[int]()  # a second case for selects, never ready
-        pin = pinner(cfg.procs)
-        all_sent = threading.Event()
-
-        async def host(w: int) -> list[gorun.Goroutine[None]]:
-            pin()  # one host per worker: their goroutines start on their own loops
-            gs = []
-            for k in range(w * ppw, (w + 1) * ppw):
-                gs.append(gorun.go(_produce(ch, never, ranges[k], rngs[k], led), local=True))
-            for k in range(w * cpw, (w + 1) * cpw):
-                r = rngs[len(ranges) + k]
-                consumer = _consume(ch, never, outs[k], r, led, cfg.cancel_receivers)
-                gs.append(gorun.go(consumer, local=True))
-            return gs
-
-        async def closer() -> None:
-            # Close once a quarter of the values went through, or all producers ended.
-            goal = cfg.values * n_producers // 4
-            while sum(map(len, outs)) < goal:
-                if all_sent.is_set():
-                    break
-                await asyncio.sleep(0.0005)
-            ch.close()
-
-        threads = []
-        for k in range(cfg.procs * ppw, n_producers):
-            args = (ch, ranges[k], rngs[k], led)
-            threads.append(threading.Thread(target=_produce_blocking, args=args))
-        for k in range(cfg.procs * cpw, len(outs)):
-            args2 = (ch, outs[k], rngs[len(ranges) + k], led)
-            threads.append(threading.Thread(target=_consume_blocking, args=args2))
-        hosts = [gorun.go(host(w)) for w in range(cfg.procs)]
-        groups = [await h for h in hosts]
-        producers = [g for gs in groups for g in gs[:ppw]]
-        consumers = [g for gs in groups for g in gs[ppw:]]
-        for t in threads:
-            t.start()
-        targets = producers + consumers if cfg.cancel_receivers else producers
-        chaos = gorun.go(_chaos(targets, rngs[-1], led)) if cfg.chaos else None
-        close = gorun.go(closer()) if cfg.close_early else None
-        try:
-            async with asyncio.timeout(cfg.deadline):
-                for g in producers:
-                    await _settle(g)
-                for t in threads[: cfg.thread_producers]:
-                    await asyncio.to_thread(t.join)
-                all_sent.set()
-                if close is not None:
-                    await close
-                else:
-                    ch.close()
-                for g in consumers:
-                    await _settle(g)
-                for t in threads[cfg.thread_producers :]:
-                    await asyncio.to_thread(t.join)
-        except TimeoutError:
-            led.stop.set()
-            with contextlib.suppress(gorun.Closed):
-                ch.close()  # releases the plain threads
-            print(f"TIMED OUT after {cfg.deadline}s (seed={cfg.seed}):")
-            print(f"sent {len(led.sent)}, received {sum(map(len, outs))}")
-            print(f"outcomes: {dict(led.outcomes)}")
-            print(f"channel: {ch!r}, parked (senders, receivers): {parked(ch)}")
-            print(f"producers not done: {[g for g in producers if not g.done()]}")
-            print(f"consumers not done: {[g for g in consumers if not g.done()]}")
-            print(f"threads alive: {[t.name for t in threads if t.is_alive()]}")
-            raise AssertionError(f"exchange did not finish (seed={cfg.seed})") from None
-        finally:
-            led.stop.set()
-            if chaos is not None:
-                await _settle(chaos)
-        assert not any(t.is_alive() for t in threads)
-
-    gorun.run(main(), procs=cfg.procs)
-    check_ledger(led, cfg)
-    return led
-
-
-def check_ledger(led: Ledger, cfg: Exchange) -> None:
-    received = [v for out in led.received.values() for v in out]
-    print(f"sent {len(led.sent)}, received {len(received)}, outcomes {dict(led.outcomes)}")
-    sent = Counter(led.sent)
-    got = Counter(received)
-    assert len(sent) == len(led.sent), "a producer recorded a value twice"
-    lost = sorted((sent - got).elements())
-    extra = sorted((got - sent).elements())
-    assert not lost, f"seed={cfg.seed}: {len(lost)} sent values never received: {lost[:10]}"
-    assert not extra, f"seed={cfg.seed}: {len(extra)} received but not sent: {extra[:10]}"
-    # Each consumer sees each producer's values in the order they were sent.
-    for name, out in led.received.items() if not cfg.cancel_receivers else ():
-        last: dict[int, int] = {}
-        for v in out:
-            producer = v // STRIDE
-            assert last.get(producer, -1) < v, f"seed={cfg.seed}: {name} got {v} out of order"
-            last[producer] = v
-    if not cfg.close_early:
-        assert led.outcomes["send closed"] == 0
-        assert led.outcomes["thread send closed"] == 0
 
 
 @pytest.mark.parametrize(
@@ -1297,9 +939,9 @@ def check_ledger(led: Ledger, cfg: Exchange) -> None:
         (2, True, False),
     ],
 )
-def test_no_value_lost_or_duplicated(cap: int, close_early: bool, cancel_receivers: bool) -> None:
-    seed = random.randrange(2**32)
-    print(f"seed={seed}")
+def test_no_value_lost_or_duplicated(
+    seed: int, cap: int, close_early: bool, cancel_receivers: bool
+) -> None:
     cfg = Exchange(
         seed=seed,
         values=400,
@@ -1310,9 +952,7 @@ def test_no_value_lost_or_duplicated(cap: int, close_early: bool, cancel_receive
     run_exchange(cfg)
 
 
-def test_no_value_lost_or_duplicated_on_one_worker() -> None:
-    seed = random.randrange(2**32)
-    print(f"seed={seed}")
+def test_no_value_lost_or_duplicated_on_one_worker(seed: int) -> None:
     run_exchange(
         Exchange(
             seed=seed, values=300, cap=0, procs=1, producers_per_worker=3, consumers_per_worker=3

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -24,6 +25,19 @@ from gorun.testing import no_leaks
 pytest_plugins = ["pytester"]
 
 TIMEOUT = 10.0
+
+
+async def _until_dump_shows(*waits: str) -> None:
+    """Yield until ``gorun.dump()`` shows every one of *waits* (each goroutine has reached
+    the wait the test needs it in); fail, with the dump, if not within TIMEOUT."""
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        text = gorun.dump()
+        missing = [w for w in waits if w not in text]
+        if not missing:
+            return
+        assert time.monotonic() < deadline, f"not in the dump after {TIMEOUT}s: {missing}\n{text}"
+        await asyncio.sleep(0.001)
 
 
 # -- dump ------------------------------------------------------------------------------------
@@ -65,7 +79,12 @@ def test_dump_shows_each_goroutine_its_wait_and_its_stack() -> None:
             gorun.go(locker(), name="the-locker"),
         ]
         await parked.wait()
-        await asyncio.sleep(0.05)  # let the last one reach its wait after done()
+        await _until_dump_shows(  # each one past its done(), in its wait
+            "'the-reader' [chan receive",
+            "'the-selector' [select",
+            "'the-waiter' [WaitGroup.wait",
+            "'the-locker' [Mutex.lock",
+        )
         texts.append(await asyncio.to_thread(gorun.dump))  # from a plain thread too
         texts.append(gorun.dump())
         for g in gs:
@@ -97,16 +116,36 @@ def test_dump_with_no_runtime_says_so() -> None:
 def test_dump_signal_prints_the_dump_to_stderr() -> None:
     code = textwrap.dedent(
         """
-        import asyncio, os, signal, gorun
+        import asyncio, os, signal, sys, time, gorun
+
+        class Tee:
+            # sys.stderr, keeping a copy of what goes through it
+            def __init__(self, out):
+                self.out, self.text = out, ""
+            def write(self, s):
+                self.text += s
+                return self.out.write(s)
+            def flush(self):
+                self.out.flush()
+
+        async def until(pred, what):
+            deadline = time.monotonic() + 10
+            while not pred():
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"not within 10s: {what}")
+                await asyncio.sleep(0.001)
 
         async def main():
             ch = gorun.Chan()
             async def stuck():
                 await ch.recv()
             g = gorun.go(stuck(), name="waiting-one")
-            await asyncio.sleep(0.05)
+            wait = "'waiting-one' [chan receive"
+            await until(lambda: wait in gorun.dump(), "the goroutine parked")
+            sys.stderr = tee = Tee(sys.stderr)
             os.kill(os.getpid(), signal.SIGUSR1)
-            await asyncio.sleep(0.05)
+            await until(lambda: wait in tee.text, "the dump written to stderr")
+            sys.stderr = tee.out
             g.cancel()
 
         gorun.run(main(), procs=2, dump_signal=signal.SIGUSR1)
@@ -394,7 +433,7 @@ async def _leaky() -> None:
         await ch.recv()
 
     gorun.go(stuck(), name="leaked-reader")
-    await asyncio.sleep(0)
+    await _until_dump_shows("'leaked-reader' [chan receive")
 
 
 def test_no_leaks_reports_goroutines_cancelled_at_shutdown() -> None:
@@ -489,7 +528,7 @@ def test_no_leaks_lets_the_blocks_own_error_through_and_checks_grace() -> None:
 
 
 LEAKY_SUITE = """
-import asyncio, gorun
+import asyncio, time, gorun
 
 async def _stuck(ch):
     await ch.recv()
@@ -497,7 +536,10 @@ async def _stuck(ch):
 def test_leaks():
     async def main():
         gorun.go(_stuck(gorun.Chan()), name="left-behind")
-        await asyncio.sleep(0)
+        deadline = time.monotonic() + 10
+        while "'left-behind' [chan receive" not in gorun.dump():  # until it has parked
+            assert time.monotonic() < deadline, gorun.dump()
+            await asyncio.sleep(0.001)
     gorun.run(main(), procs=2)
 
 def test_clean():

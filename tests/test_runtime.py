@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 import gorun
-import gorun._worker
+import gorun._selector
+import gorun._wakeup
 
 TIMEOUT = 10.0
 
@@ -72,14 +73,14 @@ def test_cpu_fan_out_keeps_every_worker_busy() -> None:
 
 
 def _current_runtime() -> Any:
-    from gorun._runtime import current_runtime
+    from gorun._current import current_runtime
 
     runtime = current_runtime()
     assert runtime is not None
     return runtime
 
 
-@pytest.mark.skipif(not gorun._worker.GIL_ENABLED, reason="the rule applies with the GIL")
+@pytest.mark.skipif(not gorun._wakeup.GIL_ENABLED, reason="the rule applies with the GIL")
 def test_with_the_gil_a_loop_that_keeps_iterating_keeps_its_goroutines() -> None:
     # A backlog alone does not make thieves take goroutines from a loop that keeps
     # coming back to its select: they could not run in parallel with it anyway. The
@@ -485,10 +486,10 @@ def test_a_flood_of_wake_ups_runs_every_callback_and_the_worker_parks_again(
     # reads the bytes itself, more than one read takes here: no callback may be lost,
     # and the worker must come to rest, parked with nothing left to read. Both ways of
     # polling: epoll's, inline (Linux), and any other selector's select().
-    if poll == "epoll inline" and gorun._worker._epoll_poll is None:
+    if poll == "epoll inline" and gorun._selector._epoll_poll is None:
         pytest.skip("the default selector is not epoll")
     if poll == "selector.select":
-        monkeypatch.setattr(gorun._worker, "_epoll_poll", None)
+        monkeypatch.setattr(gorun._selector, "_epoll_poll", None)
     n = 20_000
 
     async def main() -> tuple[int, bool]:
@@ -576,7 +577,7 @@ def test_a_worker_loops_call_soon_makes_the_handle_asyncio_makes() -> None:
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        assert isinstance(loop, gorun._worker.WorkerLoop)
+        assert isinstance(loop, gorun._selector.WorkerLoop)
         ctx = contextvars.copy_context()
         ours = loop.call_soon(callback, 1, context=ctx)
         theirs = asyncio.Handle(callback, (1,), loop, ctx)

@@ -2,7 +2,10 @@
 selects on several workers race for the same values.
 
 As in ``test_chan``, goroutines are forced onto distinct workers by blocking their
-threads on a barrier, and ``until_parked`` yields until a select has queued its waiters.
+threads on a barrier (``support.pinner``), and ``until_parked`` yields until a select
+has queued its waiters. The races between selects on several workers are
+``support.race_two_selects`` and ``support.race_counterparties``, also driven at scale
+by ``test_chan_stress``.
 """
 
 from __future__ import annotations
@@ -18,28 +21,19 @@ import pytest
 
 import gorun
 import gorun._select
-from tests.test_chan import (  # shared helpers, and the never-awaited check
+from tests.support import (
     PROCS,
     TIMEOUT,
-    _no_never_awaited,
+    empty,
     outcome,
     parked,
     pinner,
+    race_counterparties,
+    race_two_selects,
     until_parked,
 )
 
-pytestmark = pytest.mark.timeout(60)
-
-__all__ = ["_no_never_awaited"]
-
-
-def empty(ch: gorun.Chan[Any]) -> bool:
-    """True if *ch* holds nothing and no sender waits on it (recv_nowait would block)."""
-    try:
-        ch.recv_nowait()
-    except gorun.WouldBlock:
-        return True
-    return False
+pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("no_never_awaited")]
 
 
 def no_receiver(ch: gorun.Chan[Any]) -> bool:
@@ -374,140 +368,11 @@ def test_ready_send_and_recv_cases_are_chosen_uniformly() -> None:
 
 @pytest.mark.parametrize("cap", [0, 1])
 def test_two_selects_on_two_workers_race_for_one_value(cap: int) -> None:
-    print(dict(race_two_selects(200, cap)))
-
-
-def race_two_selects(rounds: int, cap: int) -> Counter[str]:
-    """Each round: two selects and a sender start together on three workers; exactly
-    one select gets the value, the other sees done closed, and nothing is left behind."""
-    pin = pinner(3)
-
-    async def main() -> Counter[str]:
-        jobs = [gorun.Chan[tuple[gorun.Chan[int], gorun.Chan[None]] | None](1) for _ in range(3)]
-        results = gorun.Chan[tuple[int, Any]](3)
-        go_barrier = threading.Barrier(3, timeout=TIMEOUT)
-
-        async def selector(k: int) -> int:
-            ident = pin()
-            while (job := await jobs[k].recv()) is not None:
-                ch, done = job
-                go_barrier.wait()  # both selects and the send start at once
-                await results.send((k, await gorun.select(ch.recv, done.recv_ok)))
-            return ident
-
-        async def sender() -> int:
-            ident = pin()
-            i = 0
-            while (job := await jobs[2].recv()) is not None:
-                ch, _ = job
-                go_barrier.wait()
-                await ch.send(i)
-                await results.send((2, None))
-                i += 1
-            return ident
-
-        gs = [gorun.go(selector(0)), gorun.go(selector(1)), gorun.go(sender())]
-        seen: Counter[str] = Counter()
-        for i in range(rounds):
-            ch = gorun.Chan[int](cap)
-            done = gorun.Chan[None]()
-            for job in jobs:
-                await job.send((ch, done))
-            got = [await results.recv()]  # the sender, or the winning select
-            got.append(await results.recv())
-            done.close()
-            got.append(await results.recv())
-            by = dict(got)
-            winners = [k for k in (0, 1) if by[k] == (0, i)]
-            losers = [k for k in (0, 1) if by[k] == (1, (None, False))]
-            assert len(winners) == 1, (i, got)
-            assert len(losers) == 1, (i, got)
-            assert by[2] is None
-            assert empty(ch), (i, ch)
-            assert parked(ch) == (0, 0), (i, ch)
-            seen[f"select {winners[0]} won"] += 1
-        for job in jobs:
-            await job.send(None)
-        idents = {await g for g in gs}
-        assert len(idents) == 3
-        return seen
-
-    return gorun.run(main(), procs=PROCS)
+    race_two_selects(200, cap)
 
 
 def test_select_with_send_and_recv_cases_raced_by_both_counterparties() -> None:
-    print(dict(race_counterparties(200)))
-
-
-def race_counterparties(rounds: int) -> Counter[str]:
-    """A select offering (out.send, v) and inp.recv on one worker; a sender on inp and a
-    receiver on out on two others, each also watching done. Exactly one of them meets
-    the select; the other gets nothing (and sees done closed)."""
-    pin = pinner(3)
-    Job = tuple[gorun.Chan[int], gorun.Chan[int], gorun.Chan[None]]
-
-    async def main() -> Counter[str]:
-        jobs = [gorun.Chan[Job | None](1) for _ in range(3)]
-        results = gorun.Chan[tuple[str, Any]](3)
-        go_barrier = threading.Barrier(3, timeout=TIMEOUT)
-
-        async def chooser() -> int:
-            ident = pin()
-            i = 0
-            while (job := await jobs[0].recv()) is not None:
-                inp, out, _ = job
-                go_barrier.wait()
-                await results.send(("select", await gorun.select((out.send, -i), inp.recv)))
-                i += 1
-            return ident
-
-        async def sender() -> int:
-            ident = pin()
-            i = 0
-            while (job := await jobs[1].recv()) is not None:
-                inp, _, done = job
-                go_barrier.wait()
-                await results.send(("sender", await gorun.select((inp.send, i), done.recv_ok)))
-                i += 1
-            return ident
-
-        async def receiver() -> int:
-            ident = pin()
-            while (job := await jobs[2].recv()) is not None:
-                _, out, done = job
-                go_barrier.wait()
-                await results.send(("receiver", await gorun.select(out.recv, done.recv_ok)))
-            return ident
-
-        gs = [gorun.go(chooser()), gorun.go(sender()), gorun.go(receiver())]
-        seen: Counter[str] = Counter()
-        closed = (1, (None, False))
-        for i in range(rounds):
-            inp, out, done = gorun.Chan[int](), gorun.Chan[int](), gorun.Chan[None]()
-            for job in jobs:
-                await job.send((inp, out, done))
-            got = dict([await results.recv(), await results.recv()])
-            assert "select" in got, (i, got)
-            done.close()
-            got.update([await results.recv()])
-            if got["select"] == (0, None):  # sent -i on out
-                assert got["receiver"] == (0, -i), (i, got)
-                assert got["sender"] == closed, (i, got)
-                seen["send case"] += 1
-            else:
-                assert got["select"] == (1, i), (i, got)
-                assert got["sender"] == (0, None), (i, got)
-                assert got["receiver"] == closed, (i, got)
-                seen["recv case"] += 1
-            for ch in (inp, out):
-                assert empty(ch), (i, ch)
-                assert parked(ch) == (0, 0), (i, ch)
-        for job in jobs:
-            await job.send(None)
-        assert len({await g for g in gs}) == 3
-        return seen
-
-    return gorun.run(main(), procs=PROCS)
+    race_counterparties(200)
 
 
 def test_many_selects_share_values_exactly_once() -> None:
@@ -657,7 +522,7 @@ def test_select_cancelled_as_a_value_arrives_passes_it_to_the_next_receiver() ->
     assert gorun.run(main(), procs=1) == [asyncio.CancelledError, 5, (0, 0), 0]
 
 
-def test_select_under_timeout_races_senders_on_other_workers() -> None:
+def test_select_under_timeout_races_senders_on_other_workers(seed: int) -> None:
     # A select under a tiny timeout against two senders on other workers: it takes one
     # value or none, and whatever it did not take is still there (a value handed over
     # as the timeout fired went back to its channel).
@@ -671,7 +536,7 @@ def test_select_under_timeout_races_senders_on_other_workers() -> None:
 
         async def sender(k: int) -> int:
             ident = pin()
-            jitter = random.Random(k)
+            jitter = random.Random(seed + k)
             while (job := await jobs[k].recv()) is not None:
                 done = job[2]
                 ch = job[k]
@@ -710,7 +575,6 @@ def test_select_under_timeout_races_senders_on_other_workers() -> None:
         return seen
 
     seen = gorun.run(main(), procs=PROCS)
-    print(dict(seen))
     assert seen["took 0"] + seen["took 1"] == rounds
 
 

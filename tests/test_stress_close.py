@@ -15,7 +15,8 @@ loops in plain threads and on plain threads blocked in ``send_blocking`` /
   once (by a member, by the main goroutine, or drained after the close), and each
   receiver gets each sender's values in order.
 
-Run with ``pytest -m stress``; seeding as in ``test_chan_stress``.
+Run with ``pytest -m stress``; the opt-in and the ``seed`` (``GORUN_STRESS_SEED``) are
+in ``conftest.py``, the harness in ``support.py``.
 """
 
 from __future__ import annotations
@@ -29,12 +30,9 @@ from typing import Any
 import pytest
 
 import gorun
-from tests.test_chan import parked
-from tests.test_chan_stress import STEP_TIMEOUT, Crew, _only_when_asked, run_bounded, seed, until
+from tests.support import STEP_TIMEOUT, Crew, parked, run_bounded, until
 
 pytestmark = [pytest.mark.stress, pytest.mark.timeout(600)]
-
-__all__ = ["_only_when_asked", "seed"]
 
 ROUNDS = 1_500
 #: Member i sends i * STRIDE + 0, 1, 2, ... in a racing round.
@@ -156,8 +154,7 @@ def test_stress_close_wakes_every_parked_operation(seed: int) -> None:
         await crew.stop()
         return seen
 
-    seen = run_bounded(main, seed=seed, limit=150.0, what="close with every operation parked")
-    print(dict(seen))
+    run_bounded(main, seed=seed, limit=150.0, what="close with every operation parked")
 
 
 # -- close racing live traffic ------------------------------------------------------------------
@@ -305,5 +302,4 @@ def test_stress_close_races_senders_and_receivers(seed: int) -> None:
         await crew.stop()
         return seen
 
-    seen = run_bounded(main, seed=seed, limit=150.0, what="close racing traffic")
-    print(dict(seen))
+    run_bounded(main, seed=seed, limit=150.0, what="close racing traffic")

@@ -12,7 +12,8 @@
   workers and plain threads (or cancelled at once by their spawner) race the worker that
   starts them: each runs at most once and ends either cancelled or with its result.
 
-Run with ``pytest -m stress``; seeding as in ``test_chan_stress``.
+Run with ``pytest -m stress``; the opt-in and the ``seed`` (``GORUN_STRESS_SEED``) are
+in ``conftest.py``, the harness in ``support.py``.
 """
 
 from __future__ import annotations
@@ -29,20 +30,9 @@ from typing import Any
 import pytest
 
 import gorun
-from tests.test_chan import parked, pinner
-from tests.test_chan_stress import (
-    PROCS,
-    STEP_TIMEOUT,
-    Crew,
-    _only_when_asked,
-    run_bounded,
-    seed,
-    stuck,
-)
+from tests.support import PROCS, STEP_TIMEOUT, Crew, parked, pinner, run_bounded, stuck
 
 pytestmark = [pytest.mark.stress, pytest.mark.timeout(600)]
-
-__all__ = ["_only_when_asked", "seed"]
 
 Path = tuple[int, ...]
 
@@ -157,7 +147,7 @@ def test_stress_spawn_storm_runs_every_goroutine_once(seed: int) -> None:
             "stolen": sum(w.stolen for w in stats.workers),
         }
 
-    print(run_bounded(main, seed=seed, limit=150.0, what="spawn storm"))
+    run_bounded(main, seed=seed, limit=150.0, what="spawn storm")
 
 
 # -- stealing from a blocked worker ----------------------------------------------------------
@@ -197,7 +187,7 @@ def test_stress_idle_workers_steal_from_a_blocked_one(seed: int) -> None:
         assert stolen >= children
         return {"children": children, "stolen": stolen}
 
-    print(run_bounded(main, seed=seed, limit=120.0, what="stealing"))
+    run_bounded(main, seed=seed, limit=120.0, what="stealing")
 
 
 # -- cancel racing start ---------------------------------------------------------------------
@@ -344,4 +334,4 @@ def test_stress_cancel_races_the_start_of_a_goroutine(seed: int) -> None:
         seen["cancelled by goroutines"] = cancelled_by_goroutines
         return seen
 
-    print(dict(run_bounded(main, seed=seed, limit=120.0, what="cancel racing start")))
+    run_bounded(main, seed=seed, limit=120.0, what="cancel racing start")

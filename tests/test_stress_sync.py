@@ -17,7 +17,8 @@ cancellation races the grant):
 * Once: the function runs exactly once per round, whoever calls first; the other
   callers return only once it has finished (or failed).
 
-Run with ``pytest -m stress``; seeding as in ``test_chan_stress``.
+Run with ``pytest -m stress``; the opt-in and the ``seed`` (``GORUN_STRESS_SEED``) are
+in ``conftest.py``, the harness in ``support.py``.
 """
 
 from __future__ import annotations
@@ -34,12 +35,9 @@ from typing import Any
 import pytest
 
 import gorun
-from tests.test_chan import TINY
-from tests.test_chan_stress import Crew, _only_when_asked, run_bounded, seed
+from tests.support import TINY, Crew, run_bounded
 
 pytestmark = [pytest.mark.stress, pytest.mark.timeout(600)]
-
-__all__ = ["_only_when_asked", "seed"]
 
 
 async def _nothing() -> None:
@@ -153,7 +151,7 @@ def test_stress_mutex_counter_is_exact(seed: int) -> None:
         await crew.stop()
         return {"increments": total, "attempts": LOCK_ROUNDS * crew.size * OPS}
 
-    print(run_bounded(main, seed=seed, limit=150.0, what="Mutex counter"))
+    run_bounded(main, seed=seed, limit=150.0, what="Mutex counter")
 
 
 # -- RWMutex -------------------------------------------------------------------------------------
@@ -261,7 +259,7 @@ def test_stress_rwmutex_never_a_writer_with_anyone_else(seed: int) -> None:
         await crew.stop()
         return {"writes": writes, "most readers at once": state.most_readers}
 
-    print(run_bounded(main, seed=seed, limit=150.0, what="RWMutex"))
+    run_bounded(main, seed=seed, limit=150.0, what="RWMutex")
 
 
 # -- WaitGroup -----------------------------------------------------------------------------------
@@ -345,7 +343,7 @@ def test_stress_waitgroup_waiters_wake_after_every_done(seed: int) -> None:
         await crew.stop()
         return seen
 
-    print(dict(run_bounded(main, seed=seed, limit=150.0, what="WaitGroup")))
+    run_bounded(main, seed=seed, limit=150.0, what="WaitGroup")
 
 
 # -- Once ----------------------------------------------------------------------------------------
@@ -418,4 +416,4 @@ def test_stress_once_runs_once(seed: int) -> None:
         await crew.stop()
         return seen
 
-    print(dict(run_bounded(main, seed=seed, limit=150.0, what="Once")))
+    run_bounded(main, seed=seed, limit=150.0, what="Once")

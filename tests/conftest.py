@@ -1,0 +1,61 @@
+"""Fixtures the test modules share (the plain helpers they call are in ``support.py``).
+
+* ``seed``: a test's random seed, replayable: ``GORUN_TEST_SEED`` (``GORUN_STRESS_SEED``
+  for the stress tests) if set, else a new one; printed either way.
+* ``_only_when_asked`` (automatic): the stress tests run only when asked for, with
+  ``pytest -m stress`` (or ``GORUN_STRESS=1``).
+* ``no_never_awaited``: fails a test that left a coroutine never awaited; modules opt
+  in with ``pytest.mark.usefixtures("no_never_awaited")``.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import warnings
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support import STRESS_SEED_ENV, TEST_SEED_ENV, draw_seed
+
+
+def _is_stress(request: pytest.FixtureRequest) -> bool:
+    return request.node.get_closest_marker("stress") is not None
+
+
+@pytest.fixture(autouse=True)
+def _only_when_asked(request: pytest.FixtureRequest) -> None:
+    """Skip a test marked ``stress`` unless the run asks for them."""
+    if not _is_stress(request):
+        return
+    markexpr = request.config.getoption("markexpr", "") or ""
+    if "stress" not in markexpr and not os.environ.get("GORUN_STRESS"):
+        pytest.skip("a stress test: run with -m stress (or GORUN_STRESS=1)")
+
+
+@pytest.fixture
+def seed(request: pytest.FixtureRequest) -> int:
+    """A random seed for the test, from :func:`tests.support.draw_seed` (printed, with the
+    setting that replays it).
+
+    A stress test takes ``GORUN_STRESS_SEED`` and seeds select's choices among ready
+    cases with it too; any other test takes ``GORUN_TEST_SEED``.
+    """
+    if not _is_stress(request):
+        return draw_seed(TEST_SEED_ENV)
+    value = draw_seed(STRESS_SEED_ENV)
+    import gorun._select  # here, not at the top: only the stress tests need it
+
+    gorun._select._random.seed(value)  # select's choices among ready cases, too
+    return value
+
+
+@pytest.fixture
+def no_never_awaited() -> Iterator[None]:
+    """Fail the test if a coroutine was garbage-collected without being awaited."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+        gc.collect()
+    assert not [w for w in caught if "never awaited" in str(w.message)], caught

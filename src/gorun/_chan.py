@@ -192,7 +192,7 @@ class Chan(Generic[T]):
             receiver.wake()
             return
         try:
-            await op
+            await op.fut
         except asyncio.CancelledError as exc:
             with lock:
                 gave_up = op.claim(CANCELLED)
@@ -275,7 +275,7 @@ class Chan(Generic[T]):
                 got[2].wake()
             return got[0], got[1]
         try:
-            await op
+            await op.fut
         except asyncio.CancelledError as exc:
             self._cancel_recv(op, exc)
         return op.value, not op.closed
@@ -320,7 +320,7 @@ class Chan(Generic[T]):
             sender.wake()
             return value  # type: ignore[no-any-return]
         try:
-            await op
+            await op.fut
         except asyncio.CancelledError as exc:
             self._cancel_recv(op, exc)
         if op.closed:

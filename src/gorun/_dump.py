@@ -1,10 +1,12 @@
 """``gorun.dump()``: every live goroutine, what it waits for and where, like Go's dump.
 
 A goroutine's state is read from its Task, never recorded on the hot paths: the future
-the Task awaits says whether it is parked and on what. Every gorun blocking operation
-sleeps on a `WaitFuture` that describes itself (the blocking-point protocol of
-``_waiter``: what it waits for, on which primitive, since when), so this module knows no
-primitive by name. A Task awaited directly is another goroutine or task; asyncio's own
+the Task awaits says whether it is parked, and on what. Every gorun blocking operation
+sleeps on a future held by a `Blocking` object that describes the wait (the
+blocking-point protocol of ``_waiter``: what it waits for, on which primitive, since
+when), and that object is among the values of the frames the Task is suspended in: this
+module finds it there by its type and its future, never by a variable's name, and knows
+no primitive by name. A Task awaited directly is another goroutine or task; asyncio's own
 waits (``asyncio.sleep``, a TaskGroup's exit) are recognised by their code objects in
 the chain of coroutines the Task is suspended in, which is also printed as its stack.
 
@@ -27,7 +29,7 @@ from typing import Any
 from ._compat import awaited_future, gather_children
 from ._goroutine import Goroutine
 from ._runtime import Runtime, all_runtimes
-from ._waiter import WaitFuture
+from ._waiter import Blocking
 
 
 @dataclass
@@ -79,6 +81,16 @@ def await_chain(task: asyncio.Task[Any]) -> list[FrameType]:
     return frames
 
 
+def _blocking_on(fut: object, frames: list[FrameType]) -> Blocking | None:
+    # The Blocking whose future *fut* is, among the values of the frames the Task is
+    # suspended in (innermost first: the blocking operation's own frame).
+    for frame in reversed(frames):
+        for value in list(frame.f_locals.values()):
+            if isinstance(value, Blocking) and value.fut is fut:
+                return value
+    return None
+
+
 def describe(task: asyncio.Task[Any], by_task: ByTask | None = None) -> Wait:
     """Read what *task* is doing now (see the module docstring)."""
     # A coroutine that is executing now (on whichever thread) is the running one.
@@ -88,12 +100,13 @@ def describe(task: asyncio.Task[Any], by_task: ByTask | None = None) -> Wait:
     frames = await_chain(task)
     if waiter is None:
         return Wait("runnable", frames=frames)
-    if isinstance(waiter, WaitFuture):
+    blocking = _blocking_on(waiter, frames)
+    if blocking is not None:
         try:
-            detail = waiter.blocked_on()
+            detail = blocking.blocked_on()
         except Exception as exc:  # a diagnostic must not fail on odd state
             detail = f"({type(exc).__name__} reading it)"
-        return Wait(waiter.what, detail, waiter.since, True, frames)
+        return Wait(blocking.what, detail, blocking.since, True, frames)
     for frame in reversed(frames):
         hit = _ASYNCIO_WAITS.get(frame.f_code)
         if hit is not None:

@@ -387,7 +387,7 @@ class Goroutine(Generic[T]):
         if self._state is not _DONE:  # else, from any loop: nothing to wait for
             task = self._task
             if task is None or task.get_loop() is not running_loop():
-                return (yield from self._await_remote().__await__())
+                return (yield from self._await_remote())
             # Same loop: await the Task itself, the cheapest hand-off asyncio has. (The
             # dump shows the wait on the Task as on this goroutine, since it was first
             # awaited.)
@@ -403,16 +403,21 @@ class Goroutine(Generic[T]):
             # (without its message) each time it is asked.
             if self._state is not _DONE:
                 self._on_task_done(task)
-        return self._outcome()
+        self._log_exception = False  # _outcome(), inline: this runs per await
+        if self._exception is not None:  # (tests/test_copies.py drives both)
+            raise self._exception
+        return self._value  # type: ignore[no-any-return]
 
-    async def _await_remote(self) -> T:
+    def _await_remote(self) -> Generator[Any, None, T]:
+        # A generator, not a coroutine, so that the await chain gorun.dump() walks goes
+        # on through it to its waiter (a coroutine's __await__ wrapper hides its frame).
         loop = asyncio.get_running_loop()
         while True:
-            fut = new_solo(loop, None, "awaiting goroutine", self)
-            if not self._on_done(fut.wake):
+            waiter = new_solo(loop, None, "awaiting goroutine", self)
+            if not self._on_done(waiter.wake):
                 break
             try:
-                await fut
+                yield from waiter.fut
             except asyncio.CancelledError as exc:
                 if self.done():
                     raise

@@ -339,7 +339,7 @@ class Group:
                 parker = new_parker(Parker, self._loop, "Group wait", self)
                 self._exit_parker = parker
             try:
-                await parker
+                await parker.fut
             except asyncio.CancelledError as ex:
                 with self._lock:
                     aborting = self._aborting

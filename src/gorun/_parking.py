@@ -8,6 +8,16 @@ from a stuck worker's queue, or parks (``parked`` under its lock, see ``_worker`
 the last worker to park calls the runtime's ``park_watch`` hook (deadlock detection
 registers there). A uvloop worker has no selector to park in: a tick that finds nothing
 to start is where it counts itself idle (`Parking.idle_without_selector`).
+
+``select_idle`` runs once per message between two workers, so its common case runs
+inline: nothing queued elsewhere (no steal), another worker awake (no park watch).
+Parking and unparking follow the invariant in ``_worker``'s docstring: ``parked`` is set
+under the lock, with ``notified`` cleared (a poster that saw this worker parked just
+before its last unpark may have set it since); both are cleared after the select
+without the lock (a poster that still sees the worker parked costs one spurious
+wake-up, which the next select reads). Callbacks posted meanwhile (mostly: resolve a
+future that another thread handed a value to) run right after the select, so what they
+schedule runs in the same loop iteration, not one ``call_soon`` hop later.
 """
 
 from __future__ import annotations
@@ -86,12 +96,8 @@ class Parking(Wakeups):
         return events
 
     def select_idle(self, timeout: float | None) -> list[tuple[Any, int]]:
-        """The loop's select when it has nothing ready: steal or park, select, unpark."""
-        # This runs once per message between two workers: the helpers it calls return
-        # early in the common case.
-        self._batch = 1  # see __init__
-        # Steal only if another worker has goroutines queued. Between workers that pass
-        # messages (or in an idle program) none has: this test is all that runs.
+        """The loop's select with nothing ready: steal or park, select, unpark (see above)."""
+        self._batch = 1  # see Worker.tick
         retry: float | None = None
         for w in self.others:
             if w.runq or w.runnext is not None:
@@ -100,74 +106,61 @@ class Parking(Wakeups):
         else:
             if self.spinning:
                 self.runtime.stop_spinning(self._as_worker())
-        timeout = 0 if retry == 0.0 else self._park(timeout, retry)
+        if retry == 0.0:
+            timeout = 0
+        else:
+            lock = self.lock
+            lock.acquire()
+            try:
+                if self.inbox or self.runq or self.runnext is not None or self.closed:
+                    timeout = 0
+                else:
+                    self.parked = True
+                    self.notified = False
+            finally:
+                lock.release()
+            if timeout != 0 and retry is not None and (timeout is None or retry < timeout):
+                timeout = retry  # a goroutine elsewhere becomes stealable then
+            elif timeout is None and self.runtime.park_watch is not None:
+                for w in self.others:  # the watch runs on the last worker to park only
+                    if not w.parked or w.notified:
+                        break
+                else:
+                    timeout = self._watch()
         if self.inbox:
             timeout = 0  # posted meanwhile: the drain below runs it
         if self.runq or self.runnext is not None:
             self.schedule_tick()
             timeout = 0
-        # Wake-ups held back (see defer_wake) go out last, as close as can be to the
-        # select that releases the GIL: a worker woken earlier would wake only to wait
-        # for the GIL while this one still steals, parks and watches.
-        if self.deferred or self.woken:
-            self.send_deferred_parking()
+        # Held-back wake-ups go out last, just before the select releases the GIL.
+        deferred = self.deferred
+        if deferred:
+            self.deferred = []
+            for target in deferred:
+                target.wake_now()
+        if self.woken:
+            self.woken.clear()
         self.selects += 1
         selector: Any = self.selector
         try:
             return selector.select_parked(timeout)  # type: ignore[no-any-return]
         finally:
-            # Busy from now on: the time spent waiting for the GIL to come back after
-            # the select does not count (see share_gil).
             self.busy_since = self.last_select = perf_counter()
             self.quiet = not selector.got_any and not self.inbox
             if self.parked:
-                # Awake, without the lock: a poster that still sees this worker parked
-                # writes a wake-up byte it did not need to (the next select reads it),
-                # and one that sees it awake adds to the inbox, which is drained below or
-                # looked at under the lock before the next park. In between, parked is
-                # False and notified True: awake to anyone who looks, the park watch
-                # included. (Park clears notified again, under the lock.)
                 self.parked = False
                 self.notified = False
-            # Posted callbacks (mostly: resolve the future of a goroutine that another
-            # thread handed a value to) run right here, so the callbacks they schedule
-            # (that goroutine's next step) run in this same loop iteration, not one
-            # call_soon hop later.
             if self.inbox:
                 self.drain_inbox()
             if self.runq or self.runnext is not None:
                 self.schedule_tick()
 
-    def _park(self, timeout: float | None, retry: float | None) -> float | None:
-        # Mark this worker parked if its queues are empty (under the lock), and return
-        # the select timeout: 0 if something is queued, else *timeout* shortened to
-        # *retry* (when a goroutine elsewhere becomes stealable), or the park watch's.
-        lock = self.lock
-        lock.acquire()
-        try:
-            if self.inbox or self.runq or self.runnext is not None or self.closed:
-                return 0
-            self.parked = True
-            # Cleared here, under the lock, as well as at the unpark in select_idle,
-            # which does without it: a poster that saw this worker parked just before
-            # that unpark may have set it since (and written a wake-up byte, which the
-            # next select reads). Left set, it would keep the next poster from waking
-            # this worker.
-            self.notified = False
-        finally:
-            lock.release()
-        if retry is not None and (timeout is None or retry < timeout):
-            return retry
+    def _watch(self) -> float | None:
+        # The last worker to park (every other one parked and not woken; between workers
+        # that pass messages the other one is usually running or woken, and select_idle
+        # does not get here): the park watch gives its select timeout.
         watch = self.runtime.park_watch
-        if timeout is None and watch is not None:
-            # The hook runs on the last worker to park only: every other one parked and
-            # not woken. Between workers that pass messages, the other one is usually
-            # running or woken, so this test is all that runs.
-            for w in self.others:
-                if not w.parked or w.notified:
-                    return None
-            return watch(self._as_worker())
-        return timeout
+        return watch(self._as_worker()) if watch is not None else None
 
     def idle_without_selector(self) -> None:
         """A uvloop worker's tick found nothing to start: steal, or count itself parked."""

@@ -168,7 +168,7 @@ async def _wait(
 ) -> tuple[int, Any]:
     # Sleep until a case wins (or the await is cancelled), then take the others back.
     try:
-        await parker
+        await parker.fut
     except asyncio.CancelledError as exc:
         gave_up = parker.claim(CANCELLED)
         _dequeue(queued, None)

@@ -1,10 +1,10 @@
 """Parking and waking one blocked operation, on any loop or plain thread.
 
-A blocked goroutine sleeps on a `WaitFuture`: an asyncio future of its own loop that also
-says what it waits for. A plain ``send`` or ``recv`` (or a Mutex acquire, a WaitGroup
-wait) queues one `Solo`, which is both the future and the queued operation; a
-``select`` queues one `Waiter` per case, all sharing one `Parker` future. A plain
-thread sleeps on a `ThreadSolo`, whose ``threading.Event`` stands in for the future.
+A blocked goroutine sleeps on a future of its own loop, held by a `Blocking` object that
+also says what it waits for. A plain ``send`` or ``recv`` (or a Mutex acquire, a
+WaitGroup wait) queues one `Solo`, which is both the sleeper and the queued operation; a
+``select`` queues one `Waiter` per case, all sharing one `Parker`. A plain thread sleeps
+on a `ThreadSolo`, whose ``threading.Event`` stands in for the future.
 
 Claiming is the commit point. Whoever claims a waiter first (a counterparty handing it
 a value, ``close()``, a timeout, or the waiter's own cancellation) decides its outcome,
@@ -15,10 +15,14 @@ after the primitive's lock is released: the future is resolved on its own loop (
 when that is the calling thread's loop, else through the loop's coalesced wake-up).
 
 **The blocking-point protocol.** ``gorun.dump()`` and deadlock detection learn what a
-goroutine waits for from the future its Task awaits: a `WaitFuture` carries ``what``
-(the label the dump prints, such as ``"chan receive"``), ``owner`` (the primitive, whose
-repr the dump prints; `WaitFuture.blocked_on` may say more) and ``since``. Every gorun
-blocking operation sleeps on one, and nothing else is needed for the dump to show it.
+goroutine waits for from the `Blocking` object that holds the future its Task awaits:
+it carries ``what`` (the label the dump prints, such as ``"chan receive"``), ``owner``
+(the primitive, whose repr the dump prints; `Blocking.blocked_on` may say more) and
+``since``. Every gorun blocking operation sleeps on one, and nothing else is needed for
+the dump to show it. (The future is a plain ``asyncio.Future``, not a subclass that
+could carry all this itself: a Task awaits an exact Future through C fast paths, a
+subclass through Python calls, about a seventh more instructions per same-loop
+hand-off.)
 """
 
 from __future__ import annotations
@@ -62,17 +66,18 @@ CANCELLED = "cancelled"
 TAKEN = "taken"
 
 
-class WaitFuture(asyncio.Future[None]):
-    """A future a blocked goroutine sleeps on, which says what it waits for.
+class Blocking:
+    """What a blocked goroutine sleeps on: its future, and what it waits for.
 
-    The blocking-point protocol (see the module docstring): ``what`` is the label
-    ``gorun.dump()`` prints, ``owner`` the primitive waited on, ``since`` the
-    ``time.monotonic()`` when the wait began. Only gorun can end such a wait (no timer,
-    I/O or thread), which deadlock detection relies on.
+    The blocking-point protocol (see the module docstring): ``fut`` is the future the
+    goroutine's Task awaits, ``what`` the label ``gorun.dump()`` prints, ``owner`` the
+    primitive waited on, ``since`` the ``time.monotonic()`` when the wait began. Only gorun
+    can end such a wait (no timer, I/O or thread), which deadlock detection relies on.
     """
 
-    __slots__ = ("owner", "since", "what")
+    __slots__ = ("fut", "owner", "since", "what")
 
+    fut: asyncio.Future[None]
     what: str
     owner: object
     since: float
@@ -83,12 +88,19 @@ class WaitFuture(asyncio.Future[None]):
 
     def wake(self) -> None:
         """Resolve the future on its own loop; call after releasing the primitive's lock."""
-        loop = self.get_loop()
+        fut = self.fut
+        loop: Any = fut.get_loop()
         if running_loop() is loop:
-            if not self.done():
-                self.set_result(None)
+            if not fut.done():
+                fut.set_result(None)
+            return
+        # call_in_loop(), with its gorun-worker case inline: this is every hand-off
+        # between two workers (tests/test_copies.py drives both).
+        worker = getattr(loop, "_gorun_worker", None)
+        if worker is not None and worker.loop is loop:
+            worker.post(_resolve, fut)
         else:
-            call_in_loop(loop, _resolve, self)
+            call_in_loop(loop, _resolve, fut)
 
 
 class _Claim:
@@ -112,7 +124,7 @@ class _Claim:
         return self.winner is not None
 
 
-class Solo(_Claim, WaitFuture):
+class Solo(_Claim, Blocking):
     """A plain operation of a goroutine: the future it sleeps on and its only waiter.
 
     One object per blocked ``send``, ``recv``, Mutex acquire or WaitGroup wait, the
@@ -128,6 +140,9 @@ class Solo(_Claim, WaitFuture):
     winner: Any
 
 
+_new = object.__new__
+
+
 def new_solo(
     loop: asyncio.AbstractEventLoop | None, value: Any, what: str, owner: object
 ) -> Solo:
@@ -138,13 +153,19 @@ def new_solo(
     """
     if loop is None:
         raise RuntimeError("no running event loop")
-    op = Solo(loop=loop)
+    op: Solo = _new(Solo)  # no Python-level __init__: a call less on the hottest path
+    op.fut = loop.create_future()
     op.winner = None
     op.value = value
     op.closed = False
     op.what = what
     op.owner = owner
-    op.since = wait_start()
+    now = _monotonic()  # wait_start(), inline: this is the channel's hot path
+    last = _since[0]  # (tests/test_copies.py drives both)
+    if now - last < 1e-3:
+        op.since = last
+    else:
+        op.since = _since[0] = now
     return op
 
 
@@ -171,7 +192,7 @@ class ThreadSolo(_Claim):
         return self.event.wait(timeout)
 
 
-class Parker(WaitFuture):
+class Parker(Blocking):
     """The future several waiters share (a ``select``'s cases), and who won it.
 
     Its winner is None while the operation still waits; then the `Waiter` that completed
@@ -208,7 +229,8 @@ def new_parker(
     shared: bool = False,
 ) -> Parker:
     """A parker of class *cls* on *loop*; *shared* gives it its own lock (see claim)."""
-    parker = cls(loop=loop)
+    parker = _new(cls)
+    parker.fut = loop.create_future()
     parker.lock = threading.Lock() if shared else None
     parker.winner = None
     parker.what = what
@@ -320,7 +342,7 @@ async def sleep_queued(
     Either way CancelledError propagates, as asyncio's own locks do.
     """
     try:
-        await waiter
+        await waiter.fut
     except asyncio.CancelledError:
         woken: list[Any] = []
         with lock:

@@ -130,8 +130,8 @@ class Wakeups:
     def flush_wakes(self) -> None:
         """Write the deferred wake-ups, remembering them for the hand-over (own thread).
 
-        At a busy select and when the loop stops. A worker about to park sends them with
-        `send_deferred_parking` instead: its select gives up the GIL anyway.
+        At a busy select and when the loop stops. A worker about to park sends them in
+        ``Parking.select_idle``, without remembering them: its select gives up the GIL.
         """
         deferred = self.deferred
         self.deferred = []
@@ -143,15 +143,6 @@ class Wakeups:
         """Record that this worker woke *woken*, for the hand-over (own thread)."""
         if GIL_ENABLED and woken.parks_in_selector and self.parks_in_selector and woken is not self:
             self.woken.append((woken, woken.selects, 0))
-
-    def send_deferred_parking(self) -> None:
-        """Write the deferred wake-ups, as the last thing before parking (own thread)."""
-        deferred = self.deferred
-        self.deferred = []
-        for w in deferred:
-            w.wake_now()
-        if self.woken:
-            self.woken.clear()  # about to park, which releases the GIL anyway
 
     def hand_over_gil(self) -> None:
         """Wait, GIL released, until the workers this one woke have run (own thread).

@@ -37,13 +37,20 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ._compat import loop_selector, self_pipe, signal_handlers
 from ._parking import Parking
 from ._selector import ParkingSelector
-from ._thread_state import current_worker
+from ._thread_state import state as thread_state
 from ._wakeup import GIL_ENABLED, note_woken, perf_counter
 
 if TYPE_CHECKING:
     from ._runtime import Runtime
 
-#: The most goroutines one tick starts when the worker keeps up with its queue.
+#: The most goroutines one tick starts when the worker keeps up with its queue, if it is
+#: the runtime's only worker. A goroutine started can never move: if it blocks this
+#: thread, the ones started with it wait too, while those left queued can still be
+#: stolen. So with other workers a tick starts one (a batch of up to 8 was tried, and
+#: pinned two goroutines that block behind each other). A lone worker has nobody to hand
+#: work to: its batch grows (doubling) while a full batch ran quickly, less than
+#: FAST_TICK per goroutine between ticks, which also bounds how long started goroutines
+#: hold up I/O on this loop; a slow tick resets it to 1. An empty tick proves nothing.
 MAX_BATCH = 64
 #: A tick interval shorter than this per goroutine of the last batch means that the batch
 #: ran quickly: start more per tick.
@@ -169,7 +176,9 @@ class Worker(Parking):
                 self.runq.append(kicked)
         finally:
             lock.release()
-        self.schedule_tick()
+        if not self._tick_scheduled:  # schedule_tick(), inline: this runs per spawn
+            self._tick_scheduled = True  # (tests/test_copies.py drives both)
+            self.loop.call_soon(self.tick)
         # No idle worker is woken here: this worker usually gets to its queue within
         # microseconds, and a thief woken now would split a goroutine from the partner
         # it was spawned with. If this loop stays busy, its next tick (or the monitor,
@@ -206,7 +215,7 @@ class Worker(Parking):
 
         Returns False if the worker has shut down, in which case nothing will run.
         """
-        me = current_worker()
+        me: Worker | None = thread_state.worker  # current_worker(), without the call
         if me is self:
             try:
                 self.loop.call_soon(fn, *args)
@@ -222,11 +231,13 @@ class Worker(Parking):
             if self.closed:
                 return False
             self.inbox.append(item)
-            wake = self._claim_wake()
+            # A copy of _claim_wake() (tests/test_copies.py drives both).
+            if self.notified or (self.parks_in_selector and not self.parked):
+                return True
+            self.notified = True
+            self.wakeups += 1
         finally:
             lock.release()
-        if not wake:
-            return True
         if me is not None and me.defers_wakes:
             me.defer_wake(self)
         else:
@@ -287,15 +298,7 @@ class Worker(Parking):
                 self.parked = False
         if self.inbox:
             self.drain_inbox()
-        # How many to start. A goroutine started here can never move: if it blocks this
-        # thread, the ones started with it wait too, while those left queued can still
-        # be stolen. So with other workers a tick starts one (_max_batch; a batch of up
-        # to 8 was tried, and pinned two goroutines that block behind each other). A
-        # lone worker has nobody to hand work to: its batch grows (doubling) while a
-        # full batch ran quickly, less than FAST_TICK per goroutine between ticks, which
-        # also bounds how long started goroutines hold up I/O on this loop; a slow tick
-        # resets it to 1. An empty tick proves nothing.
-        batch = self._batch
+        batch = self._batch  # how many to start: see MAX_BATCH
         if self._started_last == batch and interval < FAST_TICK * batch:
             batch = min(batch * 2, self._max_batch)
         else:
@@ -324,25 +327,26 @@ class Worker(Parking):
         for g in taken:
             g._start_on(self)
         if more:
-            self._tick_again(now, interval)
+            if not self._tick_scheduled:  # schedule_tick(), inline (tests/test_copies.py)
+                self._tick_scheduled = True
+                self.loop.call_soon(self.tick)
+            runtime = self.runtime
+            if runtime.procs > 1 and (not GIL_ENABLED or interval > runtime.stuck_after):
+                self._wake_a_thief(now)
         elif not parks:
             self.idle_without_selector()
 
-    def _tick_again(self, now: float, interval: float) -> None:
-        # More is queued after a tick: schedule the next one and, with other workers,
-        # wake an idle worker if the oldest goroutine still queued has waited past the
-        # grace. With the GIL, only if this loop's last iteration was long enough to
-        # count as stuck (see Runtime.steal_into): a loop that iterates quickly serves
-        # its own queue best.
-        self.schedule_tick()
-        runtime = self.runtime
-        if runtime.procs > 1 and (not GIL_ENABLED or interval > runtime.stuck_after):
-            try:
-                waited = now - self.runq[0]._queued_at
-            except IndexError:
-                waited = 0.0
-            if waited > runtime.steal_grace:
-                runtime.wake_idle()
+    def _wake_a_thief(self, now: float) -> None:
+        # Goroutines are left queued after a tick: wake an idle worker if the oldest has
+        # waited past the grace. With the GIL, tick calls this only if this loop's last
+        # iteration was long enough to count as stuck (see Runtime.steal_into): a loop
+        # that iterates quickly serves its own queue best.
+        try:
+            waited = now - self.runq[0]._queued_at
+        except IndexError:
+            waited = 0.0
+        if waited > self.runtime.steal_grace:
+            self.runtime.wake_idle()
 
     def drain_inbox(self) -> None:
         """Run the callbacks posted to this worker (own thread)."""

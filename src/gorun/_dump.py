@@ -21,7 +21,7 @@ import asyncio
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from types import CodeType, FrameType
 from typing import Any
@@ -50,15 +50,6 @@ _ASYNCIO_WAITS: dict[CodeType, tuple[str, bool]] = {
     asyncio.sleep.__code__: ("sleep", False),
     asyncio.TaskGroup.__aexit__.__code__: ("TaskGroup wait", True),
 }
-
-#: Task id -> its goroutine, for telling a goroutine awaited on its own loop from a task.
-ByTask = Mapping[int, Goroutine[Any]]
-
-
-def goroutines_by_task(runtimes: list[Runtime]) -> dict[int, Goroutine[Any]]:
-    """The live goroutines of *runtimes* that have started, by ``id()`` of their Task."""
-    return {id(g._task): g for rt in runtimes for g in rt.live_goroutines() if g._task}
-
 
 def await_chain(task: asyncio.Task[Any]) -> list[FrameType]:
     """The frames *task* is suspended in, outermost first (its await stack)."""
@@ -91,7 +82,7 @@ def _blocking_on(fut: object, frames: list[FrameType]) -> Blocking | None:
     return None
 
 
-def describe(task: asyncio.Task[Any], by_task: ByTask | None = None) -> Wait:
+def describe(task: asyncio.Task[Any]) -> Wait:
     """Read what *task* is doing now (see the module docstring)."""
     # A coroutine that is executing now (on whichever thread) is the running one.
     if getattr(task.get_coro(), "cr_running", False):
@@ -112,9 +103,6 @@ def describe(task: asyncio.Task[Any], by_task: ByTask | None = None) -> Wait:
         if hit is not None:
             return Wait(hit[0], "", None, hit[1], frames)
     if isinstance(waiter, asyncio.Task):
-        g = (by_task or {}).get(id(waiter))
-        if g is not None:
-            return Wait("awaiting goroutine", repr(g), g._awaited_since, True, frames)
         return Wait("awaiting task", repr(waiter.get_name()), None, True, frames)
     children = gather_children(waiter)
     if children is not None:
@@ -152,10 +140,8 @@ def _worker_name(g: Goroutine[Any]) -> str:
     return f"worker {worker.index} ({name})"
 
 
-def _task_entry(
-    title: str, where: str, task: asyncio.Task[Any], now: float, by_task: ByTask | None
-) -> list[str]:
-    w = describe(task, by_task)
+def _task_entry(title: str, where: str, task: asyncio.Task[Any], now: float) -> list[str]:
+    w = describe(task)
     head = w.state
     if w.since is not None:
         head += f", {_duration(now - w.since)}"
@@ -166,7 +152,7 @@ def _task_entry(
     return lines
 
 
-def goroutine_entry(g: Goroutine[Any], now: float, by_task: ByTask | None = None) -> list[str]:
+def goroutine_entry(g: Goroutine[Any], now: float) -> list[str]:
     """The dump of one goroutine (no lines if it is done)."""
     task = g._task
     title = f"goroutine {g.id} {g.name!r}"
@@ -177,19 +163,17 @@ def goroutine_entry(g: Goroutine[Any], now: float, by_task: ByTask | None = None
         return [f"{title} [runnable, not started, queued {_duration(waited)}]"]
     if task.done():
         return []
-    return _task_entry(title, _worker_name(g), task, now, by_task)
+    return _task_entry(title, _worker_name(g), task, now)
 
 
-def runtime_entries(rt: Runtime, now: float, by_task: ByTask | None = None) -> list[str]:
+def runtime_entries(rt: Runtime, now: float) -> list[str]:
     """The dump of one runtime: its goroutines, then the other tasks on its loops."""
     lines = [f"{rt!r}:"]
     seen: set[int] = set()
-    if by_task is None:
-        by_task = goroutines_by_task([rt])
     for g in rt.live_goroutines():
         if g._task is not None:
             seen.add(id(g._task))
-        lines.extend(goroutine_entry(g, now, by_task))
+        lines.extend(goroutine_entry(g, now))
     for w in rt.workers:
         loop = w.loop
         if loop is None or loop.is_closed():
@@ -198,7 +182,7 @@ def runtime_entries(rt: Runtime, now: float, by_task: ByTask | None = None) -> l
             if id(task) in seen or task.done():
                 continue
             where = f"worker {w.index}" + (" (home loop)" if loop is rt.home else "")
-            lines.extend(_task_entry(f"task {task.get_name()!r}", where, task, now, by_task))
+            lines.extend(_task_entry(f"task {task.get_name()!r}", where, task, now))
     return lines
 
 
@@ -230,10 +214,9 @@ def dump() -> str:
     runtimes = all_runtimes()
     if not runtimes:
         return "gorun: no runtime is running\n"
-    by_task = goroutines_by_task(runtimes)
     lines: list[str] = []
     for rt in runtimes:
-        lines.extend(runtime_entries(rt, now, by_task))
+        lines.extend(runtime_entries(rt, now))
         lines.append("")
     return "\n".join(lines)
 

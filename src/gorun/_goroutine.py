@@ -35,7 +35,7 @@ from ._current import current_runtime_var
 from ._guard import explain
 from ._runtime import Runtime
 from ._thread_state import current_worker, running_loop
-from ._waiter import new_solo, wait_start
+from ._waiter import new_blocking, new_solo
 from ._worker import call_in_loop
 
 if TYPE_CHECKING:
@@ -67,7 +67,6 @@ class Goroutine(Generic[T]):
 
     __slots__ = (
         "__weakref__",
-        "_awaited_since",
         "_callbacks",
         "_context",
         "_exception",
@@ -104,8 +103,6 @@ class Goroutine(Generic[T]):
         # Waiters to notify once done; None until the first one comes (most never do).
         self._callbacks: list[Callable[[], object]] | None = None
         self._queued_at = 0.0
-        # When a goroutine on its own loop first awaited it (for gorun.dump()), or None.
-        self._awaited_since: float | None = None
 
     def __repr__(self) -> str:
         where = f" on worker {self._worker.index}" if self._worker is not None else ""
@@ -388,11 +385,9 @@ class Goroutine(Generic[T]):
             task = self._task
             if task is None or task.get_loop() is not running_loop():
                 return (yield from self._await_remote())
-            # Same loop: await the Task itself, the cheapest hand-off asyncio has. (The
-            # dump shows the wait on the Task as on this goroutine, since it was first
-            # awaited.)
-            if self._awaited_since is None:
-                self._awaited_since = wait_start()
+            # Same loop: await the Task itself, the cheapest hand-off asyncio has. The
+            # waiter only tells gorun.dump() what this wait is, and since when.
+            waiter = new_blocking(task, "awaiting goroutine", self)  # noqa: F841
             try:
                 yield from task.__await__()
             except BaseException:

@@ -166,7 +166,7 @@ class Parking(Wakeups):
         """A uvloop worker's tick found nothing to start: steal, or count itself parked."""
         # uvloop: there is no select() to hook, so a tick that found nothing to start is
         # where the worker counts itself idle and looks for work elsewhere.
-        self._batch = 1  # see __init__
+        self._batch = 1  # see Worker.tick
         retry = self.runtime.steal_into(self._as_worker())
         if retry == 0.0:
             self.schedule_tick()

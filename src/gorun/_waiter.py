@@ -77,7 +77,7 @@ class Blocking:
 
     __slots__ = ("fut", "owner", "since", "what")
 
-    fut: asyncio.Future[None]
+    fut: asyncio.Future[Any]
     what: str
     owner: object
     since: float
@@ -141,6 +141,20 @@ class Solo(_Claim, Blocking):
 
 
 _new = object.__new__
+
+
+def new_blocking(fut: asyncio.Future[Any], what: str, owner: object) -> Blocking:
+    """A `Blocking` that only describes a wait on *fut* (which something else resolves).
+
+    Its start time is its own float (not wait_start()'s shared one): such a waiter lives
+    only while its wait does, and costs a Python call less.
+    """
+    waiter: Blocking = _new(Blocking)
+    waiter.fut = fut
+    waiter.what = what
+    waiter.owner = owner
+    waiter.since = _monotonic()
+    return waiter
 
 
 def new_solo(

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, TypeVar
 
-from ._dump import goroutine_entry, goroutines_by_task
+from ._dump import goroutine_entry
 from ._leaks import count_open_checks, outlived
 from ._runtime import Runtime, all_runtimes
 
@@ -72,8 +72,7 @@ class no_leaks:
         self._first_id = None
         try:
             now = time.monotonic()
-            by_task = goroutines_by_task(all_runtimes())
-            entries = [line for g in leaked for line in goroutine_entry(g, now, by_task)]
+            entries = [line for g in leaked for line in goroutine_entry(g, now)]
             at_shutdown = outlived(first, {g.id for g in leaked})
         finally:
             count_open_checks(-1)

@@ -409,7 +409,7 @@ class Goroutine(Generic[T]):
         loop = asyncio.get_running_loop()
         while True:
             waiter = new_solo(loop, None, "awaiting goroutine", self)
-            if not self._on_done(waiter.wake):
+            if not self._on_done(waiter):  # calling a waiter wakes it
                 break
             try:
                 yield from waiter.fut

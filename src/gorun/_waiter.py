@@ -102,6 +102,10 @@ class Blocking:
         else:
             call_in_loop(loop, _resolve, fut)
 
+    #: A waiter is its own wake-up callback (a goroutine's done callbacks): no bound
+    #: method to allocate per wait.
+    __call__ = wake
+
 
 class _Claim:
     # claim() and stale for an operation that is its own only waiter (Solo, ThreadSolo).

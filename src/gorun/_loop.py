@@ -18,7 +18,7 @@ from ._dump import print_dump
 from ._goroutine import PLAIN_CREATE_TASK
 from ._runtime import Runtime
 from ._selector import ParkingSelector, WorkerLoop
-from ._thread_state import set_current_worker
+from ._thread_state import running_loop, set_current_worker
 
 T = TypeVar("T")
 
@@ -219,11 +219,7 @@ def run(
         TypeError, ValueError: bad *procs*, *loop*, *deadlock* or *dump_signal*.
     """
     try:
-        running = asyncio.get_running_loop()
-    except RuntimeError:
-        running = None
-    try:
-        if running is not None:
+        if running_loop() is not None:
             raise RuntimeError(
                 "gorun.run() cannot be called from a running event loop; "
                 "await the coroutine, or start it with gorun.go()"

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ._compat import loop_selector, self_pipe, signal_handlers
 from ._parking import Parking
 from ._selector import ParkingSelector
+from ._thread_state import running_loop
 from ._thread_state import state as thread_state
 from ._wakeup import GIL_ENABLED, note_woken, perf_counter
 
@@ -384,11 +385,7 @@ def call_in_loop(loop: asyncio.AbstractEventLoop, fn: Any, *args: Any) -> bool:
     if worker is not None and worker.loop is loop:
         return worker.post(fn, *args)
     try:
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is loop:
+        if running_loop() is loop:
             loop.call_soon(fn, *args)
         else:
             loop.call_soon_threadsafe(fn, *args)

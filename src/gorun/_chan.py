@@ -34,6 +34,7 @@ from ._waiter import (
     pop_live,
     rearm_cancel,
     remove,
+    sleep_blocking_queued,
 )
 
 T = TypeVar("T")
@@ -222,14 +223,8 @@ class Chan(Generic[T]):
             if got is not True:
                 got.wake()
             return
-        if not op.sleep_blocking(timeout):
-            with self._lock:
-                gave_up = op.claim(CANCELLED)
-                if gave_up:
-                    remove(self._sendq, op)
-            if gave_up:
-                raise TimeoutError(f"send did not complete within {timeout} seconds")
-            op.sleep_blocking(None)  # claimed meanwhile: its wake is on the way
+        if not sleep_blocking_queued(self._lock, self._sendq, op, timeout):
+            raise TimeoutError(f"send did not complete within {timeout} seconds")
         if op.closed:
             raise Closed("send on closed channel")
 
@@ -372,14 +367,8 @@ class Chan(Generic[T]):
             if sender is not None:
                 sender.wake()
         else:
-            if not op.sleep_blocking(timeout):
-                with self._lock:
-                    gave_up = op.claim(CANCELLED)
-                    if gave_up:
-                        remove(self._recvq, op)
-                if gave_up:
-                    raise TimeoutError(f"recv did not complete within {timeout} seconds")
-                op.sleep_blocking(None)
+            if not sleep_blocking_queued(self._lock, self._recvq, op, timeout):
+                raise TimeoutError(f"recv did not complete within {timeout} seconds")
             value, ok = op.value, not op.closed
         if not ok:
             raise Closed("recv on closed channel")

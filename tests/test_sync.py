@@ -8,10 +8,8 @@ control over, and ``_until`` yields until a primitive shows the expected waiters
 from __future__ import annotations
 
 import asyncio
-import gc
 import threading
-import warnings
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -21,7 +19,7 @@ import gorun
 TIMEOUT = 10.0
 PROCS = 4
 
-pytestmark = pytest.mark.timeout(30)
+pytestmark = [pytest.mark.timeout(30), pytest.mark.usefixtures("no_never_awaited")]
 
 
 def _pinner(n: int) -> Callable[[], int]:
@@ -56,15 +54,6 @@ async def _group_errors(body: Callable[[], Awaitable[None]]) -> list[str]:
 
 async def _forever() -> None:
     await gorun.Chan[None]().recv()
-
-
-@pytest.fixture(autouse=True)
-def _no_never_awaited() -> Iterator[None]:
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        yield
-        gc.collect()
-    assert not [w for w in caught if "never awaited" in str(w.message)], caught
 
 
 # -- WaitGroup --------------------------------------------------------------------------------

@@ -257,19 +257,24 @@ class RWMutex:
         wake_all(woken)
 
 
-class ReaderLock:
-    """The read side of an [`RWMutex`][gorun.RWMutex], as ``rw.reader``.
-
-    Use it as ``async with rw.reader:``.
-    """
-
+class _Side:
+    # One side of an RWMutex, for ``async with``.
     __slots__ = ("_rw",)
 
     def __init__(self, rw: RWMutex) -> None:
         self._rw = rw
 
     def __repr__(self) -> str:
-        return f"<ReaderLock of {self._rw!r}>"
+        return f"<{type(self).__name__} of {self._rw!r}>"
+
+
+class ReaderLock(_Side):
+    """The read side of an [`RWMutex`][gorun.RWMutex], as ``rw.reader``.
+
+    Use it as ``async with rw.reader:``.
+    """
+
+    __slots__ = ()
 
     async def __aenter__(self) -> None:
         """Take a read lock (see `RWMutex.rlock()`)."""
@@ -285,19 +290,13 @@ class ReaderLock:
         self._rw.runlock()
 
 
-class WriterLock:
+class WriterLock(_Side):
     """The write side of an [`RWMutex`][gorun.RWMutex], as ``rw.writer``.
 
     Use it as ``async with rw.writer:``.
     """
 
-    __slots__ = ("_rw",)
-
-    def __init__(self, rw: RWMutex) -> None:
-        self._rw = rw
-
-    def __repr__(self) -> str:
-        return f"<WriterLock of {self._rw!r}>"
+    __slots__ = ()
 
     async def __aenter__(self) -> None:
         """Take the write lock (see `RWMutex.lock()`)."""

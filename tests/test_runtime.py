@@ -607,3 +607,25 @@ def test_a_worker_parks_when_its_selector_watches_no_file_at_all() -> None:
             loop._add_reader(fd, loop._read_from_self)
 
     gorun.run(main(), procs=1)
+
+
+@pytest.mark.parametrize("procs", [1, 2])
+def test_goroutines_start_through_a_task_factory_that_takes_no_context(procs: int) -> None:
+    # A task factory written before 3.11 takes (loop, coro): goroutines started on a loop
+    # that has one still start, through it, and still see their runtime.
+    made: list[str] = []
+
+    def factory(loop: asyncio.AbstractEventLoop, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.Task(coro, loop=loop)
+        made.append("factory")
+        return task
+
+    async def child() -> int:
+        return gorun.procs()
+
+    async def main() -> list[int]:
+        asyncio.get_running_loop().set_task_factory(factory)
+        return [await gorun.go(child(), name=f"child-{i}", local=True) for i in range(3)]
+
+    assert gorun.run(main(), procs=procs) == [procs] * 3
+    assert made.count("factory") >= 3

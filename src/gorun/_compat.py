@@ -66,11 +66,17 @@ class LoopBase(asyncio.SelectorEventLoop):
         *args: *_Ts,
         context: contextvars.Context | None = None,
     ) -> asyncio.Handle:
+        handle: Any
         if self._closed or self._debug or context is None:  # type: ignore[attr-defined]
-            return _base_call_soon(self, callback, *args, context=context)
+            handle = _base_call_soon(self, callback, *args, context=context)
+            if handle._source_traceback:
+                # Debug mode's record of where the call was made: asyncio drops its own
+                # frames from it, and this one too must go, so that it ends at the caller.
+                del handle._source_traceback[-1]
+            return handle  # type: ignore[no-any-return]
         # Handle(callback, args, self, context), without its Python-level __init__:
         # the fields it sets outside debug mode when given a context.
-        handle: Any = _new_handle(_Handle)
+        handle = _new_handle(_Handle)
         handle._callback = callback
         handle._args = args
         handle._loop = self

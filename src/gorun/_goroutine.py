@@ -248,7 +248,12 @@ class Goroutine(Generic[T]):
             direct = _DIRECT.get(type(loop))
             if direct is None:
                 direct = _creates_plain_tasks(type(loop))
-            if direct and task_factory_of(loop) is None:
+            factory = task_factory_of(loop) if direct else loop.get_task_factory()
+            if factory is not None:
+                # A task factory may not take a context (before 3.11 none did): make the
+                # Task inside the goroutine's context, which it copies.
+                task = context.run(loop.create_task, coro, name=self.name)
+            elif direct:
                 task = asyncio.Task(coro, loop=loop, name=self.name, context=context)
             else:
                 task = loop.create_task(coro, name=self.name, context=context)

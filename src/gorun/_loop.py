@@ -131,10 +131,18 @@ class Loop(WorkerLoop):
     ) -> asyncio.Task[T]:
         # Tasks of the home loop carry their runtime, so that go() from a plain thread
         # they start (asyncio.to_thread) joins this runtime rather than the default one.
+        rt = self._gorun
         if context is None:
+            if rt is None or current_runtime_var.get() is rt:
+                return super().create_task(coro, name=name)  # it copies this context
             context = contextvars.copy_context()
-        if self._gorun is not None and context.get(current_runtime_var) is not self._gorun:
-            context.run(current_runtime_var.set, self._gorun)
+            context.run(current_runtime_var.set, rt)
+            if self.get_task_factory() is not None:
+                # A task factory may not take a context (before 3.11 none did): make the
+                # Task inside the context it is to copy.
+                return context.run(super().create_task, coro, name=name)
+        elif rt is not None and context.get(current_runtime_var) is not rt:
+            context.run(current_runtime_var.set, rt)
         return super().create_task(coro, name=name, context=context)
 
     def set_debug(self, enabled: bool) -> None:

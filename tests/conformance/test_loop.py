@@ -132,3 +132,47 @@ def test_signal_handler_runs_while_the_loop_is_busy(runner: Backend) -> None:
         return got.done() and spins <= 5
 
     assert runner.run(case) is True
+
+
+def test_a_named_task_from_a_task_factory_without_context(runner: Backend) -> None:
+    # A task factory written before 3.11 takes (loop, coro), and create_task(name=...)
+    # names the Task it returns (CPython's test_create_named_task_with_custom_factory).
+    async def case() -> tuple[str, bool]:
+        loop = asyncio.get_running_loop()
+        made: list[asyncio.Task[Any]] = []
+
+        def factory(loop: asyncio.AbstractEventLoop, coro: Any) -> asyncio.Task[Any]:
+            made.append(asyncio.Task(coro, loop=loop))
+            return made[-1]
+
+        async def child() -> None:
+            pass
+
+        loop.set_task_factory(factory)
+        try:
+            task = loop.create_task(child(), name="named-child")
+        finally:
+            loop.set_task_factory(None)
+        await task
+        return task.get_name(), made == [task]
+
+    assert runner.run(case) == ("named-child", True)
+
+
+def test_call_soon_in_debug_mode_records_where_it_was_called(runner: Backend) -> None:
+    # Debug mode keeps the stack a Handle was made at; its last entry is the caller's
+    # line (CPython's test_handle_source_traceback).
+    async def case() -> tuple[str, int, int]:
+        loop = asyncio.get_running_loop()
+        loop.set_debug(True)
+        try:
+            line = sys._getframe().f_lineno + 1
+            handle = loop.call_soon(lambda: None)
+        finally:
+            loop.set_debug(False)
+        last = handle._source_traceback[-1]  # type: ignore[attr-defined]
+        return last[2], last[1], line
+
+    name, lineno, expected = runner.run(case)
+    assert name == "case"
+    assert lineno == expected

@@ -250,9 +250,11 @@ class Goroutine(Generic[T]):
                 direct = _creates_plain_tasks(type(loop))
             factory = task_factory_of(loop) if direct else loop.get_task_factory()
             if factory is not None:
-                # A task factory may not take a context (before 3.11 none did): make the
-                # Task inside the goroutine's context, which it copies.
-                task = context.run(loop.create_task, coro, name=self.name)
+                # A task factory may take neither a context (before 3.11 none did) nor,
+                # from 3.14, a name: make the Task inside the goroutine's context, which
+                # it copies, then name it, as asyncio itself did up to 3.13.
+                task = context.run(loop.create_task, coro)
+                task.set_name(self.name)
             elif direct:
                 task = asyncio.Task(coro, loop=loop, name=self.name, context=context)
             else:

@@ -131,19 +131,24 @@ class Loop(WorkerLoop):
     ) -> asyncio.Task[T]:
         # Tasks of the home loop carry their runtime, so that go() from a plain thread
         # they start (asyncio.to_thread) joins this runtime rather than the default one.
+        # Only the arguments the caller gave are passed on: from 3.14 asyncio hands them
+        # to a task factory as they are, and a factory may take neither a name nor a
+        # context (before 3.11 none took a context).
+        kwargs: dict[str, Any] = {} if name is None else {"name": name}
         rt = self._gorun
         if context is None:
             if rt is None or current_runtime_var.get() is rt:
-                return super().create_task(coro, name=name)  # it copies this context
+                return super().create_task(coro, **kwargs)  # it copies this context
             context = contextvars.copy_context()
             context.run(current_runtime_var.set, rt)
             if self.get_task_factory() is not None:
-                # A task factory may not take a context (before 3.11 none did): make the
-                # Task inside the context it is to copy.
-                return context.run(super().create_task, coro, name=name)
+                # Make the Task inside the context it is to copy instead.
+                base_create_task: Any = super().create_task
+                task: asyncio.Task[T] = context.run(base_create_task, coro, **kwargs)
+                return task
         elif rt is not None and context.get(current_runtime_var) is not rt:
             context.run(current_runtime_var.set, rt)
-        return super().create_task(coro, name=name, context=context)
+        return super().create_task(coro, context=context, **kwargs)
 
     def set_debug(self, enabled: bool) -> None:
         super().set_debug(enabled)
@@ -171,11 +176,15 @@ class Loop(WorkerLoop):
         if self.is_running():
             raise RuntimeError("Cannot close a running event loop")
         if not self.is_closed() and self._gorun is not None:
-            if not self._gorun.closing:
-                # Closed without asyncio.run's shutdown sequence: cancel the goroutines
-                # now, with this loop serving, since their finally blocks may need it.
-                self.run_until_complete(self._gorun.cancel_all())
-            self._gorun.close()
+            try:
+                if not self._gorun.closing:
+                    # Closed without asyncio.run's shutdown sequence: cancel the
+                    # goroutines now, with this loop serving, since their finally blocks
+                    # may need it. A plain Task: shutdown must not depend on a task
+                    # factory the program set.
+                    self.run_until_complete(asyncio.Task(self._gorun.cancel_all(), loop=self))
+            finally:
+                self._gorun.close()
         super().close()
 
 

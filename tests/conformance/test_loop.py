@@ -135,14 +135,17 @@ def test_signal_handler_runs_while_the_loop_is_busy(runner: Backend) -> None:
 
 
 def test_a_named_task_from_a_task_factory_without_context(runner: Backend) -> None:
-    # A task factory written before 3.11 takes (loop, coro), and create_task(name=...)
-    # names the Task it returns (CPython's test_create_named_task_with_custom_factory).
+    # A task factory that takes no context (none did before 3.11), and create_task(name=
+    # ...) names the Task it returns (CPython's test_create_named_task_with_custom_factory).
+    # From 3.14 asyncio passes the name to the factory, so this one takes it.
     async def case() -> tuple[str, bool]:
         loop = asyncio.get_running_loop()
         made: list[asyncio.Task[Any]] = []
 
-        def factory(loop: asyncio.AbstractEventLoop, coro: Any) -> asyncio.Task[Any]:
-            made.append(asyncio.Task(coro, loop=loop))
+        def factory(
+            loop: asyncio.AbstractEventLoop, coro: Any, *, name: str | None = None
+        ) -> asyncio.Task[Any]:
+            made.append(asyncio.Task(coro, loop=loop, name=name))
             return made[-1]
 
         async def child() -> None:

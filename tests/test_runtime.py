@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import gc
 import select
+import sys
 import threading
 import time
 import warnings
@@ -632,3 +634,24 @@ def test_goroutines_start_through_a_task_factory_that_takes_no_context(procs: in
 
     assert gorun.run(main(), procs=procs) == [(procs, f"child-{i}") for i in range(3)]
     assert made.count("factory") >= 3
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="eager tasks are 3.12+")
+@pytest.mark.parametrize("procs", [1, 2])
+def test_an_eager_task_factory_on_every_loop(procs: int) -> None:
+    # With asyncio.eager_task_factory, a Task's first step runs inside create_task, before
+    # its loop runs: asyncio.run's shutdown coroutines start that way. Goroutines run,
+    # and the runtime shuts down cleanly, leaving no thread behind.
+    async def child(i: int) -> int:
+        await asyncio.sleep(0)
+        return i
+
+    async def main() -> list[int]:
+        factory = asyncio.eager_task_factory  # type: ignore[attr-defined,unused-ignore]
+        asyncio.get_running_loop().set_task_factory(factory)
+        return list(await asyncio.gather(*[gorun.go(child(i)) for i in range(10)]))
+
+    before = threading.active_count()
+    with asyncio.Runner(loop_factory=functools.partial(gorun.new_event_loop, procs=procs)) as r:
+        assert r.run(main()) == list(range(10))
+    assert threading.active_count() == before

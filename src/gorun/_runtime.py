@@ -284,7 +284,7 @@ class Runtime(Placement):
         # Cancel what is still running on this worker's loop and wait for it, until no
         # task but this one is left (a finally block may start another).
         loop = asyncio.get_running_loop()
-        me = asyncio.current_task()
+        me = asyncio.current_task(loop)
         for _ in range(100):
             worker.drop_queued()
             tasks = [t for t in asyncio.all_tasks(loop) if t is not me]

@@ -35,6 +35,7 @@ import pytest
 from ._config import LOOP_KINDS, resolve_loop, resolve_procs
 from ._loop import new_event_loop
 from .testing import DEFAULT_GRACE as DEFAULT_LEAK_GRACE
+from .testing import no_leaks
 
 #: Name under which ``--gorun`` registers `GorunLoops` with pytest's plugin manager.
 LOOPS_PLUGIN_NAME = "gorun-loops"
@@ -235,8 +236,6 @@ def gorun_no_leaks(request: pytest.FixtureRequest) -> Generator[None, None, None
     default 0.5 s) to finish; any left then, or cancelled because their loop shut down
     while they ran, fail the test with their dump.
     """
-    from .testing import no_leaks
-
     grace: float | None = request.config.getoption("gorun_leak_grace")
     with no_leaks(grace if grace is not None else DEFAULT_LEAK_GRACE):
         yield

@@ -1,7 +1,8 @@
 """Fixtures the test modules share (the plain helpers they call are in ``support.py``).
 
 * ``seed``: a test's random seed, replayable: ``GORUN_TEST_SEED`` (``GORUN_STRESS_SEED``
-  for the stress tests) if set, else a new one; printed either way.
+  for the stress tests) if set, else one drawn for the whole run; printed at the end of
+  the report and with each test's output.
 * ``_only_when_asked`` (automatic): the stress tests run only when asked for, with
   ``pytest -m stress`` (or ``GORUN_STRESS=1``).
 * ``no_never_awaited``: fails a test that left a coroutine never awaited; modules opt
@@ -17,7 +18,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support import STRESS_SEED_ENV, TEST_SEED_ENV, draw_seed
+from tests.support import STRESS_SEED_ENV, TEST_SEED_ENV, draw_seed, session_seed
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The run's seeds, at the end of every run's report (``-q`` too), to replay it."""
+    test, stress = session_seed(TEST_SEED_ENV), session_seed(STRESS_SEED_ENV)
+    terminalreporter.write_line(f"gorun seeds: {TEST_SEED_ENV}={test} {STRESS_SEED_ENV}={stress}")
 
 
 def _is_stress(request: pytest.FixtureRequest) -> bool:

@@ -2,7 +2,7 @@
 (The shared fixtures are in ``conftest.py``.)
 
 * Seeds: :func:`draw_seed` takes a test's seed from an environment variable if set, else
-  draws one, and prints it either way with how to replay it.
+  the one drawn for the run, and prints it either way with how to replay it.
 * Channels: :func:`pinner` forces goroutines onto distinct workers (by blocking their
   threads on a barrier), :func:`parked` and :func:`until_parked` show and wait for parked
   senders and receivers, :func:`outcome` turns an operation's error into its class.
@@ -57,14 +57,23 @@ TEST_SEED_ENV = "GORUN_TEST_SEED"
 STRESS_SEED_ENV = "GORUN_STRESS_SEED"
 
 
-def draw_seed(env: str = TEST_SEED_ENV) -> int:
-    """The seed in the environment variable *env* if it is set, else a random one.
+_session_seeds: dict[str, int] = {}
 
-    Printed either way, with the setting that replays it: pytest shows it with a failing
-    test's captured output (``-s`` shows it live).
-    """
-    text = os.environ.get(env)
-    value = int(text) if text else random.randrange(2**32)
+
+def session_seed(env: str = TEST_SEED_ENV) -> int:
+    """This run's seed for *env*: the variable's value if set, else one drawn once per
+    run (the report header prints it, so every CI log says how to replay its run)."""
+    if env not in _session_seeds:
+        text = os.environ.get(env)
+        _session_seeds[env] = int(text) if text else random.randrange(2**32)
+    return _session_seeds[env]
+
+
+def draw_seed(env: str = TEST_SEED_ENV) -> int:
+    """The run's seed for *env* (see :func:`session_seed`), printed with the setting that
+    replays it: pytest shows it with a failing test's captured output (``-s`` shows it
+    live)."""
+    value = session_seed(env)
     print(f"seed={value} (replay with {env}={value})", flush=True)
     return value
 

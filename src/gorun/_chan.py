@@ -21,19 +21,18 @@ from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any, Generic, TypeVar
 
+from ._chan_wait import cancel_recv, cancel_send, wait_timed
+from ._config import check_seconds
 from ._thread_state import running_loop
 from ._waiter import (
-    CANCELLED,
     Queued,
-    Solo,
     ThreadSolo,
+    cancel_count,
     check_blocking_allowed,
     has_live,
     new_solo,
     note_plain_thread,
     pop_live,
-    rearm_cancel,
-    remove,
     sleep_blocking_queued,
 )
 
@@ -154,18 +153,29 @@ class Chan(Generic[T]):
         if got is not True:
             got.wake()
 
-    async def send(self, value: T) -> None:
+    # A timeout argument (ruff's ASYNC109 prefers asyncio.timeout() around the call): it
+    # decides between the operation and its timeout under the channel's lock, exactly.
+    async def send(self, value: T, timeout: float | None = None) -> None:  # noqa: ASYNC109
         """Send *value*, waiting for a receiver (unbuffered) or for buffer space.
 
-        If the await is cancelled before a receiver took the value, nothing was sent.
-        If a receiver took it in that instant, the value is delivered and cannot be
-        taken back: the send completes, and the cancellation is raised at the task's
-        next await instead (as asyncio does for a future that completed just before
-        its task was cancelled).
+        It either happens or raises, never both. Cancelled before a receiver took the
+        value, it sent nothing and raises CancelledError. Cancelled as a receiver took
+        it, it was sent and returns; the cancellation comes at the task's next
+        ``await``, unless a timeout block around the send absorbed it.
+
+        Args:
+            value: What to send.
+            timeout: Seconds to wait at most (None: for as long as it takes); then
+                TimeoutError, and nothing was sent. Exactly one of the send and the
+                timeout wins, as in a ``select`` with a timer case.
 
         Raises:
             Closed: the channel is closed, or is closed while this send waits.
+            TimeoutError: *timeout* passed before a receiver or buffer space came.
+            TypeError, ValueError: *timeout* is not a number of seconds, 0 or more.
         """
+        if timeout is not None:
+            timeout = check_seconds(timeout, "send() timeout")
         # The hottest path there is, so _try_send is inlined (a copy of Chan._try_send,
         # checked against it by tests/test_copies.py), and the lock is taken with
         # acquire/release (on 3.11 a `with` block costs as much again as the lock itself).
@@ -185,6 +195,8 @@ class Chan(Generic[T]):
                 if len(self._buf) < self._cap:
                     self._buf.append(value)
                     return
+                if timeout == 0:
+                    raise TimeoutError("send would block, and its timeout is 0")
                 op = new_solo(running_loop(), value, "chan send", self)
                 self._sendq.append(op)
         finally:
@@ -192,16 +204,14 @@ class Chan(Generic[T]):
         if receiver is not None:
             receiver.wake()
             return
+        base = cancel_count()
         try:
-            await op.fut
+            if timeout is None:
+                await op.fut
+            else:
+                await wait_timed(self, op, self._sendq, timeout, "send")
         except asyncio.CancelledError as exc:
-            with lock:
-                gave_up = op.claim(CANCELLED)
-                if gave_up:
-                    remove(self._sendq, op)
-            if gave_up:
-                raise
-            rearm_cancel(exc.args[0] if exc.args else None)
+            cancel_send(self, op, base, exc)
         if op.closed:
             raise Closed("send on closed channel")
 
@@ -250,17 +260,31 @@ class Chan(Generic[T]):
             raise Closed("recv on closed channel")
         return value  # type: ignore[no-any-return]
 
-    async def recv_ok(self) -> tuple[T | None, bool]:
+    async def recv_ok(
+        self, timeout: float | None = None  # noqa: ASYNC109 (see send)
+    ) -> tuple[T | None, bool]:
         """Receive ``(value, True)``, or ``(None, False)`` once closed and drained.
 
         Go's ``v, ok := <-ch``. A cancelled receive takes nothing: a value handed over
         in the instant of the cancellation goes back to the head of the channel.
+
+        Args:
+            timeout: Seconds to wait at most (None: for as long as it takes); then
+                TimeoutError, and nothing was taken.
+
+        Raises:
+            TimeoutError: *timeout* passed before a value came.
+            TypeError, ValueError: *timeout* is not a number of seconds, 0 or more.
         """
+        if timeout is not None:
+            timeout = check_seconds(timeout, "recv_ok() timeout")
         lock = self._lock
         lock.acquire()
         try:
             got = self._try_recv()
             if got is None:
+                if timeout == 0:
+                    raise TimeoutError("recv_ok would block, and its timeout is 0")
                 op = new_solo(running_loop(), None, "chan receive", self)
                 self._recvq.append(op)
         finally:
@@ -270,20 +294,32 @@ class Chan(Generic[T]):
                 got[2].wake()
             return got[0], got[1]
         try:
-            await op.fut
+            if timeout is None:
+                await op.fut
+            else:
+                await wait_timed(self, op, self._recvq, timeout, "recv_ok")
         except asyncio.CancelledError as exc:
-            self._cancel_recv(op, exc)
+            cancel_recv(self, op, exc)
         return op.value, not op.closed
 
-    async def recv(self) -> T:
+    async def recv(self, timeout: float | None = None) -> T:  # noqa: ASYNC109 (see send)
         """Receive the next value, waiting for one.
 
         Values buffered before ``close()`` are still delivered; after them, Closed.
-        Cancellation behaves as for `recv_ok()`.
+        Cancellation behaves as for `recv_ok()`: a cancelled receive took nothing.
+
+        Args:
+            timeout: Seconds to wait at most (None: for as long as it takes); then
+                TimeoutError, and nothing was taken. Exactly one of the receive and the
+                timeout wins, as in a ``select`` with a timer case.
 
         Raises:
             Closed: the channel is closed and drained.
+            TimeoutError: *timeout* passed before a value came.
+            TypeError, ValueError: *timeout* is not a number of seconds, 0 or more.
         """
+        if timeout is not None:
+            timeout = check_seconds(timeout, "recv() timeout")
         lock = self._lock  # acquire/release: see send()
         lock.acquire()
         try:
@@ -300,6 +336,8 @@ class Chan(Generic[T]):
                         break
                 else:
                     sender = None
+                    if timeout == 0:
+                        raise TimeoutError("recv would block, and its timeout is 0")
                     op = new_solo(running_loop(), None, "chan receive", self)
                     self._recvq.append(op)
                 got = None
@@ -315,38 +353,15 @@ class Chan(Generic[T]):
             sender.wake()
             return value  # type: ignore[no-any-return]
         try:
-            await op.fut
+            if timeout is None:
+                await op.fut
+            else:
+                await wait_timed(self, op, self._recvq, timeout, "recv")
         except asyncio.CancelledError as exc:
-            self._cancel_recv(op, exc)
+            cancel_recv(self, op, exc)
         if op.closed:
             raise Closed("recv on closed channel")
         return op.value  # type: ignore[no-any-return]
-
-    def _cancel_recv(self, op: Solo, exc: asyncio.CancelledError) -> None:
-        # The await was cancelled: give up. If a sender handed a value over in that
-        # instant, put it back at the head of the channel, so that a cancelled receive
-        # never swallows a value.
-        woken = None
-        with self._lock:
-            if op.claim(CANCELLED):
-                remove(self._recvq, op)
-            elif not op.closed:
-                woken = self._put_back(op.value)
-        if woken is not None:
-            woken.wake()
-        raise exc
-
-    def _put_back(self, value: Any) -> Queued | None:
-        # With the lock held: return a received value to the channel, ahead of the
-        # rest: to the next parked receiver, else to the head of the buffer (which may
-        # then hold one value more than cap until it is received). Returns the receiver
-        # to wake, if any.
-        w: Queued | None = pop_live(self._recvq)
-        if w is not None:
-            w.value, w.closed = value, False
-            return w
-        self._buf.appendleft(value)
-        return None
 
     def recv_blocking(self, timeout: float | None = None) -> T:
         """Receive from a plain thread, blocking it until a value arrives.

@@ -16,7 +16,18 @@ from collections import deque
 from typing import Any
 
 from ._chan import Chan, Closed
-from ._waiter import CANCELLED, TAKEN, Parker, Queued, Waiter, new_parker, rearm_cancel, remove
+from ._chan_wait import put_back
+from ._waiter import (
+    CANCELLED,
+    TAKEN,
+    Parker,
+    Queued,
+    Waiter,
+    cancel_count,
+    complete_cancelled,
+    new_parker,
+    remove,
+)
 
 _RECV, _RECV_OK, _SEND = "recv", "recv_ok", "send"
 
@@ -167,6 +178,7 @@ async def _wait(
     parker: Parker, ops: list[Case], queued: list[tuple[Chan[Any], Waiter, deque[Queued]]]
 ) -> tuple[int, Any]:
     # Sleep until a case wins (or the await is cancelled), then take the others back.
+    base = cancel_count()
     try:
         await parker.fut
     except asyncio.CancelledError as exc:
@@ -176,17 +188,17 @@ async def _wait(
             raise
         # A case won in the instant of the cancellation. A received value goes back to
         # its channel and the select raises; a sent value cannot be taken back, so the
-        # select completes and the cancellation comes at the next await.
+        # select completes (see complete_cancelled).
         won: Waiter = parker.winner
         won_kind, won_ch, _ = ops[won.case]
         if won_kind != _SEND:
             if not won.closed:
                 with won_ch._lock:
-                    back = won_ch._put_back(won.value)
+                    back = put_back(won_ch, won.value)
                 if back is not None:
                     back.wake()
             raise
-        rearm_cancel(exc.args[0] if exc.args else None)
+        complete_cancelled(base, exc)
     else:
         _dequeue(queued, parker.winner)
     winner: Waiter = parker.winner

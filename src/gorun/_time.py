@@ -81,7 +81,7 @@ class _TimerChan(Chan[float]):
 
     # -- receive-only ---------------------------------------------------------------------
 
-    def send(self, value: float) -> NoReturn:
+    def send(self, value: float, timeout: float | None = None) -> NoReturn:
         """Not allowed: raises TypeError."""
         raise TypeError(_RECV_ONLY)
 

@@ -40,6 +40,7 @@ from ._thread_state import running_loop
 from ._worker import call_in_loop
 
 _monotonic = time.monotonic
+_current_task = asyncio.current_task
 
 # The last wait's start time, shared by the waits that start within the same millisecond:
 # a float is an object of 24 bytes, a tenth of the difference between a parked goroutine
@@ -60,6 +61,8 @@ def wait_start() -> float:
 
 #: A parker's winner when the operation itself gave up (cancellation or timeout).
 CANCELLED = "cancelled"
+#: A timed operation's winner when its timeout expired first.
+TIMED_OUT = "timed out"
 #: A plain operation's winner once a counterparty (or close()) completed it. Not the
 #: operation itself: an object that refers to itself is freed only by the garbage
 #: collector, and a channel makes one per blocked send or receive.
@@ -432,18 +435,40 @@ def plain_threads() -> list[threading.Thread]:
     return [t for t in threads if t.is_alive()]
 
 
-def rearm_cancel(msg: Any = None) -> None:
-    """The operation completed although its await was cancelled: deliver the cancel later.
+def cancel_count() -> int:
+    """How many cancellations of the running task are pending (``Task.cancelling()``).
 
-    A cancellation that loses the race with a hand-off must not undo the hand-off (the
-    value is delivered, or received, once), and it must not be lost either. This makes
-    the current task raise CancelledError at its next await, as asyncio does when a
-    future completes before the task's cancel() reaches it.
+    Read it before a wait whose operation a counterparty may complete, and pass it to
+    `complete_cancelled` if the await is cancelled after all.
     """
-    task = asyncio.current_task()
+    task = _current_task()
+    return 0 if task is None else task.cancelling()
+
+
+def complete_cancelled(base: int, exc: asyncio.CancelledError) -> None:
+    """The operation took effect although its await was cancelled: let it complete.
+
+    A counterparty committed the operation (a receiver has the value) before the
+    cancellation reached the task, so it cannot be undone, and reporting it as cancelled
+    would be a lie that makes a caller send the value twice. The caller returns normally
+    instead, and the cancellation is not lost: once the task is suspended again,
+    `_redeliver` looks whether it is still pending (the task's ``cancelling()`` above
+    *base*, the count before the wait). If it is, the task is cancelled again, at its
+    next await, so a task cancelled by its owner or its group still stops. If an
+    ``asyncio.timeout()`` block (``wait_for`` from 3.12) around the operation absorbed
+    it, nothing is raised: the block ended normally, with the operation done, and
+    nothing is left behind to kill the task later.
+    """
+    task = _current_task()
     if task is not None:
-        task.uncancel()
-        task.cancel(msg)
+        task.get_loop().call_soon(_redeliver, task, base, exc.args[0] if exc.args else None)
+
+
+def _redeliver(task: asyncio.Task[Any], base: int, msg: Any) -> None:
+    if task.done() or task.cancelling() <= base:
+        return
+    task.uncancel()  # the same request, delivered again: keep the count as it is
+    task.cancel(msg)
 
 
 def _resolve(fut: asyncio.Future[None]) -> None:

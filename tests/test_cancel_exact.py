@@ -270,7 +270,18 @@ def _run(cap: int, seed: int, per_sender: int, goroutines: int) -> Run:
 
 @pytest.mark.parametrize("cap", [0, 2])
 def test_values_reported_sent_are_exactly_the_values_received(cap: int, seed: int) -> None:
-    run = _run(cap, seed, per_sender=60, goroutines=8)
+    _check_run(_run(cap, seed, per_sender=60, goroutines=8), seed)
+
+
+@pytest.mark.stress
+@pytest.mark.parametrize("cap", [0, 1, 8])
+def test_values_reported_sent_are_exactly_the_values_received_at_scale(
+    cap: int, seed: int
+) -> None:
+    _check_run(_run(cap, seed, per_sender=300, goroutines=24), seed)
+
+
+def _check_run(run: Run, seed: int) -> None:
     sent, received = Counter(run.sent), Counter(run.received)
     print(f"sent {len(run.sent)}, received {len(run.received)}, idioms {dict(run.idioms)}")
     lost = sorted((sent - received).elements())

@@ -18,16 +18,16 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Generic, TypeVar
 
 from ._chan_wait import cancel_recv, cancel_send, wait_timed
+from ._compat import current_task_on
 from ._config import check_seconds
 from ._thread_state import running_loop
 from ._waiter import (
     Queued,
     ThreadSolo,
-    cancel_count,
     check_blocking_allowed,
     has_live,
     new_solo,
@@ -37,6 +37,7 @@ from ._waiter import (
 )
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 class Closed(Exception):
@@ -54,6 +55,14 @@ def _check_cap(cap: object) -> int:
     if cap < 0:
         raise ValueError(f"Chan cap must be 0 (unbuffered) or more (buffered), got {cap}")
     return cap
+
+
+def _at_once(what: str, nowait: Callable[..., R], *args: Any) -> R:
+    # An operation with timeout=0: its _nowait form, with TimeoutError for WouldBlock.
+    try:
+        return nowait(*args)
+    except WouldBlock:
+        raise TimeoutError(f"{what} would block, and its timeout is 0") from None
 
 
 class Chan(Generic[T]):
@@ -165,9 +174,8 @@ class Chan(Generic[T]):
 
         Args:
             value: What to send.
-            timeout: Seconds to wait at most (None: for as long as it takes); then
-                TimeoutError, and nothing was sent. Exactly one of the send and the
-                timeout wins, as in a ``select`` with a timer case.
+            timeout: Seconds to wait at most (None: as long as it takes). Exactly one of
+                the send and the timeout wins, as in a ``select`` with a timer case.
 
         Raises:
             Closed: the channel is closed, or is closed while this send waits.
@@ -176,6 +184,8 @@ class Chan(Generic[T]):
         """
         if timeout is not None:
             timeout = check_seconds(timeout, "send() timeout")
+            if timeout == 0:
+                return _at_once("send", self.send_nowait, value)
         # The hottest path there is, so _try_send is inlined (a copy of Chan._try_send,
         # checked against it by tests/test_copies.py), and the lock is taken with
         # acquire/release (on 3.11 a `with` block costs as much again as the lock itself).
@@ -195,16 +205,16 @@ class Chan(Generic[T]):
                 if len(self._buf) < self._cap:
                     self._buf.append(value)
                     return
-                if timeout == 0:
-                    raise TimeoutError("send would block, and its timeout is 0")
-                op = new_solo(running_loop(), value, "chan send", self)
+                loop = running_loop()
+                op = new_solo(loop, value, "chan send", self)
                 self._sendq.append(op)
         finally:
             lock.release()
         if receiver is not None:
             receiver.wake()
             return
-        base = cancel_count()
+        task = current_task_on(loop)  # type: ignore[arg-type]  # cancel_count(), inline
+        base = 0 if task is None else task.cancelling()
         try:
             if timeout is None:
                 await op.fut
@@ -278,13 +288,16 @@ class Chan(Generic[T]):
         """
         if timeout is not None:
             timeout = check_seconds(timeout, "recv_ok() timeout")
+            if timeout == 0:
+                try:
+                    return _at_once("recv_ok", self.recv_nowait), True
+                except Closed:
+                    return None, False
         lock = self._lock
         lock.acquire()
         try:
             got = self._try_recv()
             if got is None:
-                if timeout == 0:
-                    raise TimeoutError("recv_ok would block, and its timeout is 0")
                 op = new_solo(running_loop(), None, "chan receive", self)
                 self._recvq.append(op)
         finally:
@@ -309,9 +322,8 @@ class Chan(Generic[T]):
         Cancellation behaves as for `recv_ok()`: a cancelled receive took nothing.
 
         Args:
-            timeout: Seconds to wait at most (None: for as long as it takes); then
-                TimeoutError, and nothing was taken. Exactly one of the receive and the
-                timeout wins, as in a ``select`` with a timer case.
+            timeout: Seconds to wait at most (None: as long as it takes). Exactly one of
+                the receive and the timeout wins, as in a ``select`` with a timer case.
 
         Raises:
             Closed: the channel is closed and drained.
@@ -320,6 +332,8 @@ class Chan(Generic[T]):
         """
         if timeout is not None:
             timeout = check_seconds(timeout, "recv() timeout")
+            if timeout == 0:
+                return _at_once("recv", self.recv_nowait)
         lock = self._lock  # acquire/release: see send()
         lock.acquire()
         try:
@@ -336,8 +350,6 @@ class Chan(Generic[T]):
                         break
                 else:
                     sender = None
-                    if timeout == 0:
-                        raise TimeoutError("recv would block, and its timeout is 0")
                     op = new_solo(running_loop(), None, "chan receive", self)
                     self._recvq.append(op)
                 got = None

@@ -35,6 +35,14 @@ get_running_loop_or_none: Callable[[], asyncio.AbstractEventLoop | None] = (
 #: True where ``asyncio._get_running_loop()`` costs a system call (3.11).
 RUNNING_LOOP_CALLS_GETPID = sys.version_info < (3, 12)
 
+#: ``asyncio.current_task(loop)`` as one C call: on 3.11 that is a Python function around
+#: this mapping of loops to their running tasks (a channel asks on every wait).
+current_task_on: Callable[[asyncio.AbstractEventLoop], asyncio.Task[Any] | None] = (
+    asyncio.tasks._current_tasks.get  # type: ignore[attr-defined]
+    if sys.version_info < (3, 12)
+    else asyncio.current_task
+)
+
 #: ``loop._task_factory``: the task factory set on a loop, or None (a C attribute getter:
 #: ``get_task_factory()`` is a Python call, and goroutines ask once each).
 task_factory_of: Callable[[Any], Any] = operator.attrgetter("_task_factory")

@@ -178,7 +178,7 @@ async def _wait(
     parker: Parker, ops: list[Case], queued: list[tuple[Chan[Any], Waiter, deque[Queued]]]
 ) -> tuple[int, Any]:
     # Sleep until a case wins (or the await is cancelled), then take the others back.
-    base = cancel_count()
+    base = cancel_count(parker.fut.get_loop())
     try:
         await parker.fut
     except asyncio.CancelledError as exc:

@@ -36,6 +36,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, ClassVar, Protocol
 
+from ._compat import current_task_on
 from ._thread_state import running_loop
 from ._worker import call_in_loop
 
@@ -435,13 +436,14 @@ def plain_threads() -> list[threading.Thread]:
     return [t for t in threads if t.is_alive()]
 
 
-def cancel_count() -> int:
-    """How many cancellations of the running task are pending (``Task.cancelling()``).
+def cancel_count(loop: asyncio.AbstractEventLoop) -> int:
+    """How many cancellations of the task running on *loop* are pending (its
+    ``cancelling()``).
 
     Read it before a wait whose operation a counterparty may complete, and pass it to
     `complete_cancelled` if the await is cancelled after all.
     """
-    task = _current_task()
+    task = current_task_on(loop)
     return 0 if task is None else task.cancelling()
 
 

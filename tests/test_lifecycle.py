@@ -231,6 +231,37 @@ def test_python_m_gorun_runs_a_module(tmp_path: Path) -> None:
     assert out.stdout.split() == ["gorun.Loop", "285", "['x']"]
 
 
+UVLOOP_APP = """
+import asyncio, uvloop
+
+async def child():
+    await asyncio.sleep(0)
+    return isinstance(asyncio.get_running_loop(), uvloop.Loop)
+
+async def main():
+    tasks = [asyncio.create_task(child()) for _ in range(10)]
+    print(isinstance(asyncio.get_running_loop(), uvloop.Loop), all(await asyncio.gather(*tasks)))
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("how", ["option", "env"])
+def test_python_m_gorun_with_uvloop_runs_the_app_on_uvloop(tmp_path: Path, how: str) -> None:
+    pytest.importorskip("uvloop")
+    app = tmp_path / "app.py"
+    app.write_text(UVLOOP_APP)
+    env = {**os.environ, "PYTHONPATH": SRC}
+    args = [sys.executable, "-m", "gorun", "--procs", "2"]
+    if how == "option":
+        args += ["--loop", "uvloop"]
+    else:
+        env["GORUN_LOOP"] = "uvloop"
+    out = subprocess.run([*args, str(app)], capture_output=True, text=True, timeout=60, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "True"]
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

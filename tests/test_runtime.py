@@ -544,24 +544,90 @@ def test_debug_mode_reaches_every_worker() -> None:
     assert gorun.run(main(), procs=procs, debug=True) == [True] * procs
 
 
-def test_uvloop_workers() -> None:
-    pytest.importorskip("uvloop")
+def test_uvloop_means_every_loop_is_uvloop() -> None:
+    # loop="uvloop": main and every goroutine it starts run on uvloop loops, the home
+    # loop included (which is still a gorun.Loop).
+    uvloop = pytest.importorskip("uvloop")
     procs = 3
-    barrier = threading.Barrier(procs, timeout=TIMEOUT)
 
-    async def probe() -> str:
-        barrier.wait()
+    async def probe() -> bool:
         await asyncio.sleep(0)
-        return type(asyncio.get_running_loop()).__module__.split(".")[0]
+        return isinstance(asyncio.get_running_loop(), uvloop.Loop)
 
-    async def main() -> tuple[list[str], list[str]]:
-        gs = [gorun.go(probe()) for _ in range(procs)]
-        kinds = [await g for g in gs]
-        return sorted(kinds), [w.loop for w in gorun.stats().workers]
+    async def main() -> tuple[bool, bool, list[bool], list[str], int]:
+        home = asyncio.get_running_loop()
+        gs = [gorun.go(probe()) for _ in range(40)]
+        local = [gorun.go(probe(), local=True) for _ in range(5)]
+        on_uvloop = [await g for g in gs + local]
+        stats = gorun.stats()
+        return (
+            isinstance(home, uvloop.Loop),
+            isinstance(home, gorun.Loop),
+            on_uvloop,
+            [w.loop for w in stats.workers],
+            sum(w.started for w in stats.workers[1:]),
+        )
 
-    kinds, worker_kinds = gorun.run(main(), procs=procs, loop="uvloop")
-    assert worker_kinds == ["asyncio", "uvloop", "uvloop"]
-    assert kinds.count("uvloop") == procs - 1
+    home_uv, home_gorun, on_uvloop, kinds, elsewhere = gorun.run(
+        main(), procs=procs, loop="uvloop"
+    )
+    assert (home_uv, home_gorun) == (True, True)
+    assert on_uvloop == [True] * 45
+    assert kinds == ["uvloop"] * procs
+    print(f"{elsewhere} of 40 goroutines started on the other workers")
+
+
+@pytest.mark.parametrize("how", ["env", "factory", "Loop"])
+def test_uvloop_from_every_entry_point(how: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    uvloop = pytest.importorskip("uvloop")
+
+    async def main() -> tuple[bool, bool]:
+        g = gorun.go(asyncio.sleep(0, asyncio.get_running_loop()))
+        return isinstance(await g, uvloop.Loop), isinstance(
+            asyncio.get_running_loop(), gorun.Loop
+        )
+
+    if how == "env":
+        monkeypatch.setenv("GORUN_LOOP", "uvloop")
+        assert gorun.run(main(), procs=2) == (True, True)
+        return
+    factory: Any = (
+        functools.partial(gorun.new_event_loop, procs=2, loop="uvloop")
+        if how == "factory"
+        else functools.partial(gorun.Loop, 2, loop="uvloop")
+    )
+    with asyncio.Runner(loop_factory=factory) as runner:
+        assert runner.run(main()) == (True, True)
+
+
+def test_a_subclass_of_loop_is_made_of_the_kind_asked_for() -> None:
+    class Mine(gorun.Loop):
+        def marker(self) -> str:
+            return "mine"
+
+    loop = Mine(1, loop="asyncio")
+    try:
+        assert isinstance(loop, Mine)
+        assert isinstance(loop, asyncio.BaseEventLoop)
+        assert loop.marker() == "mine"
+        assert loop.run_until_complete(asyncio.sleep(0, 5)) == 5
+    finally:
+        loop.close()
+    second = Mine(1, loop="asyncio")
+    second.close()
+    assert type(second) is type(loop)  # made once per kind
+
+
+def test_uvloop_missing_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # import uvloop now fails
+    with pytest.raises(RuntimeError, match=r"needs uvloop, which is not installed: pip install"):
+        gorun.new_event_loop(procs=2, loop="uvloop")
+    coro = asyncio.sleep(0)
+    with pytest.raises(RuntimeError, match="needs uvloop"):
+        gorun.run(coro, procs=2, loop="uvloop")
+    monkeypatch.setenv("GORUN_LOOP", "uvloop")
+    with pytest.raises(RuntimeError, match="GORUN_LOOP='uvloop' needs uvloop"):
+        gorun.Loop(2)
 
 
 @contextlib.contextmanager

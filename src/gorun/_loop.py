@@ -8,7 +8,7 @@ import functools
 import signal
 import threading
 from collections.abc import Coroutine
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._compat import POLICY_BASE
 from ._config import resolve_deadlock, resolve_loop, resolve_procs
@@ -23,7 +23,15 @@ from ._thread_state import running_loop, set_current_worker
 T = TypeVar("T")
 
 
-class Loop(WorkerLoop):
+if TYPE_CHECKING:
+    # What a Loop offers is asyncio's full event loop API, whichever kind it is made of
+    # (typeshed's AbstractEventLoop declares it all abstract).
+    _LoopAPI = asyncio.BaseEventLoop
+else:
+    _LoopAPI = asyncio.AbstractEventLoop
+
+
+class Loop(_LoopAPI):
     """An asyncio event loop that is the home loop of a gorun runtime.
 
     It runs on the thread that runs it, like any asyncio loop, and is worker 0 of a
@@ -34,17 +42,41 @@ class Loop(WorkerLoop):
     Closing the loop (``asyncio.run`` does it) cancels every goroutine still running,
     waits for them to finish, and joins every worker thread.
 
+    Every worker's loop, this one included, is of the kind *loop* names: asyncio's
+    selector event loop (an instance of this class is then also an
+    ``asyncio.BaseEventLoop``), or uvloop's (then also a ``uvloop.Loop``). A subclass of
+    this class is made concrete the same way.
+
     Args:
         procs: Number of workers, this loop included; default ``GORUN_PROCS`` or
             ``os.cpu_count()``.
-        loop: Worker loop kind for the worker threads: ``"asyncio"`` (default) or
-            ``"uvloop"``; default ``GORUN_LOOP``. The home loop itself is always a
-            selector loop.
+        loop: The kind of every worker's loop, this one included: ``"asyncio"``
+            (default) or ``"uvloop"``; default ``GORUN_LOOP``.
         debug: Asyncio debug mode for every worker; None keeps asyncio's default
             (``PYTHONASYNCIODEBUG``, ``-X dev``).
         deadlock: Detect deadlocks (see [`gorun.Deadlock`][gorun.Deadlock]); default
-            ``GORUN_DEADLOCK``, else on.
+            ``GORUN_DEADLOCK``, else on. Detection watches the workers park in their
+            selectors, so it is off with uvloop, which has none to watch.
+
+    Raises:
+        RuntimeError: *loop* is ``"uvloop"`` and uvloop is not installed.
+        TypeError, ValueError: bad *procs*, *loop* or *deadlock*.
     """
+
+    #: True in the classes that join Loop with an event loop class (see _concrete).
+    _gorun_concrete = False
+
+    def __new__(
+        cls,
+        procs: int | None = None,
+        *,
+        loop: str | None = None,
+        debug: bool | None = None,
+        deadlock: bool | None = None,
+    ) -> Loop:
+        if not cls._gorun_concrete:
+            cls = _concrete(cls, resolve_loop(loop))
+        return super().__new__(cls)
 
     def __init__(
         self,
@@ -55,14 +87,16 @@ class Loop(WorkerLoop):
         deadlock: bool | None = None,
     ) -> None:
         self._gorun: Runtime | None = None
-        detect = resolve_deadlock(deadlock)
-        super().__init__(ParkingSelector())
+        kind = resolve_loop(loop)
+        detect = resolve_deadlock(deadlock) and kind == "asyncio"
+        if isinstance(self, WorkerLoop):
+            super().__init__(ParkingSelector())  # type: ignore[call-arg]
+        else:
+            super().__init__()
         if debug is not None:
             super().set_debug(debug)
         try:
-            self._gorun = Runtime(
-                resolve_procs(procs), loop=resolve_loop(loop), debug=debug, home=self
-            )
+            self._gorun = Runtime(resolve_procs(procs), loop=kind, debug=debug, home=self)
         except BaseException:
             super().close()
             raise
@@ -188,6 +222,30 @@ class Loop(WorkerLoop):
         super().close()
 
 
+#: (a Loop class, an event loop class) -> the concrete class that joins them.
+_CONCRETE: dict[tuple[type, type], type] = {}
+
+
+def _concrete(cls: type[Loop], kind: str) -> type[Loop]:
+    # gorun.Loop (or a subclass a program made) joined with the event loop class of
+    # *kind*, under the same name: what Loop(...) constructs. Keyed by the class itself,
+    # not the kind: a module imported again (pytest's pytester does that) has new classes.
+    base: type = WorkerLoop
+    if kind == "uvloop":
+        import uvloop  # optional: resolve_loop() checked that it is installed
+
+        base = uvloop.Loop
+    made = _CONCRETE.get((cls, base))
+    if made is None:
+        namespace = {
+            "__module__": cls.__module__,
+            "__qualname__": cls.__qualname__,
+            "_gorun_concrete": True,
+        }
+        made = _CONCRETE[(cls, base)] = type(cls.__name__, (cls, base), namespace)
+    return made
+
+
 def new_event_loop(
     *,
     procs: int | None = None,
@@ -224,8 +282,8 @@ def run(
         main: The coroutine to run, e.g. ``main()``.
         procs: Number of worker loops; default ``GORUN_PROCS``, else ``os.cpu_count()``.
         debug: Asyncio debug mode on every worker; None keeps asyncio's default.
-        loop: ``"asyncio"`` or ``"uvloop"`` for the worker threads; default ``GORUN_LOOP``,
-            else ``"asyncio"``.
+        loop: ``"asyncio"`` or ``"uvloop"``: the kind of every worker's loop, *main*'s
+            included; default ``GORUN_LOOP``, else ``"asyncio"``.
         deadlock: Detect deadlocks; default ``GORUN_DEADLOCK``, else on.
         dump_signal: A signal (e.g. ``signal.SIGUSR1``) that prints [`gorun.dump()`][gorun.dump]
             to stderr while *main* runs.

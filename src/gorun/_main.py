@@ -22,7 +22,8 @@ asyncio.Runner() or asyncio.new_event_loop() is a gorun loop with N workers.
 
 options:
   --procs N     worker loops per gorun loop (default: $GORUN_PROCS, else the CPU count)
-  --loop KIND   worker loop kind: asyncio (default) or uvloop (default: $GORUN_LOOP)
+  --loop KIND   the kind of every loop, the app's own included: asyncio (default)
+                or uvloop (default: $GORUN_LOOP)
   -m module     run a library module as a script, as python -m does
   -h, --help    show this message
 """

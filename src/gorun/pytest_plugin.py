@@ -18,7 +18,7 @@ a [`gorun.Loop`][gorun.Loop] instead of a stock event loop, without any change t
   ``asyncio.Runner``. Other backends (trio) are left alone. Test IDs do not change.
 
 ``--gorun-procs N`` sets the worker count of every loop (default ``GORUN_PROCS``, else the CPU
-count), ``--gorun-loop asyncio|uvloop`` the kind of the worker loops (default ``GORUN_LOOP``,
+count), ``--gorun-loop asyncio|uvloop`` the kind of every loop (default ``GORUN_LOOP``,
 else ``asyncio``). Both need ``--gorun``.
 """
 
@@ -84,7 +84,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         dest="gorun_loop",
         metavar="KIND",
-        help="with --gorun: worker loop kind, asyncio or uvloop (default: $GORUN_LOOP, "
+        help="with --gorun: the kind of every loop, asyncio or uvloop (default: $GORUN_LOOP, "
         "else asyncio)",
     )
     group.addoption(
@@ -153,7 +153,7 @@ class GorunLoops:
 
     Args:
         procs: Worker count of every loop.
-        loop: Worker loop kind, ``"asyncio"`` or ``"uvloop"``.
+        loop: The kind of every loop, ``"asyncio"`` or ``"uvloop"``.
     """
 
     def __init__(self, *, procs: int, loop: str) -> None:

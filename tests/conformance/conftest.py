@@ -8,6 +8,8 @@ one backend and returns its result (or raises its exception):
   the case runs in a goroutine on the home loop (the only worker).
 * ``gorun-4``: ``gorun.run(body(), procs=4)``; the case runs in a goroutine on one of the
   three worker threads, never on the main thread (checked on every run).
+* ``gorun-uvloop-2``: as ``gorun-4`` with ``procs=2, loop="uvloop"``: every loop, the
+  home loop included, is a uvloop loop (skipped where uvloop is not installed).
 
 Inside a case, ``runner.spawn(coro, name=...)`` starts a child the backend's way: an
 asyncio Task with ``create_task`` on stock asyncio, a goroutine with ``gorun.go`` on
@@ -40,10 +42,12 @@ async def _nothing() -> None:
 class Backend:
     """One way of running a conformance case; see the module docstring."""
 
-    def __init__(self, name: str, procs: int | None) -> None:
+    def __init__(self, name: str, procs: int | None, loop: str = "asyncio") -> None:
         self.name = name
         #: gorun worker count; None for stock asyncio.
         self.procs = procs
+        #: gorun's loop kind.
+        self.loop = loop
 
     def __repr__(self) -> str:
         return f"<Backend {self.name}>"
@@ -61,7 +65,7 @@ class Backend:
         """Run ``case()`` to the end on this backend; return its result or raise."""
         if self.procs is None:
             return asyncio.run(case())
-        return gorun.run(self._body(case, self.procs), procs=self.procs)
+        return gorun.run(self._body(case, self.procs), procs=self.procs, loop=self.loop)
 
     def spawn(self, coro: Coroutine[Any, Any, T], *, name: str | None = None) -> Awaitable[T]:
         """Start *coro* beside the caller: ``create_task`` on asyncio, ``go`` on gorun."""
@@ -97,13 +101,20 @@ class Backend:
         return await g
 
 
-BACKENDS = [Backend("asyncio", None), Backend("gorun-1", 1), Backend("gorun-4", 4)]
+BACKENDS = [
+    Backend("asyncio", None),
+    Backend("gorun-1", 1),
+    Backend("gorun-4", 4),
+    Backend("gorun-uvloop-2", 2, loop="uvloop"),
+]
 
 
 @pytest.fixture(params=BACKENDS, ids=lambda b: b.name)
 def runner(request: pytest.FixtureRequest) -> Backend:
-    """The backend to run a conformance case on: asyncio, gorun-1 or gorun-4."""
+    """The backend to run a conformance case on (see the module docstring)."""
     backend: Backend = request.param
+    if backend.loop == "uvloop":
+        pytest.importorskip("uvloop")
     return backend
 
 

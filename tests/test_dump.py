@@ -49,6 +49,16 @@ async def _chan_recv(cleanup: list[Callable[[], object]]) -> Any:
     return ch.recv()
 
 
+async def _chan_send_timed(cleanup: list[Callable[[], object]]) -> Any:
+    ch: gorun.Chan[int] = gorun.Chan()
+    return ch.send(1, timeout=3600)
+
+
+async def _chan_recv_timed(cleanup: list[Callable[[], object]]) -> Any:
+    ch: gorun.Chan[int] = gorun.Chan()
+    return ch.recv(timeout=3600)
+
+
 async def _chan_recv_ok(cleanup: list[Callable[[], object]]) -> Any:
     ch: gorun.Chan[int] = gorun.Chan(2)
     return ch.recv_ok()
@@ -157,6 +167,8 @@ async def _goroutine_other_loop(cleanup: list[Callable[[], object]]) -> Any:
 CASES: list[tuple[str, Setup, str, str]] = [
     ("chan-send", _chan_send, "chan send", "chan send: <Chan cap=0"),
     ("chan-recv", _chan_recv, "chan receive", "chan receive: <Chan cap=0"),
+    ("chan-send-timed", _chan_send_timed, "chan send", "chan send: <Chan cap=0"),
+    ("chan-recv-timed", _chan_recv_timed, "chan receive", "chan receive: <Chan cap=0"),
     ("chan-recv-ok", _chan_recv_ok, "chan receive", "chan receive: <Chan cap=2"),
     ("chan-async-for", _chan_async_for, "chan receive", "chan receive: <Chan cap=0"),
     ("select", _select, "select", "select: recv <Chan cap=0"),
@@ -196,9 +208,11 @@ def test_dump_shows_wait_duration_for_every_blocking_point(
 
 
 #: One case per label, for the deadlock check (the cross-runtime await is left out: a
-#: goroutine of another runtime could still end that wait).
+#: goroutine of another runtime could still end that wait; so are the timed waits, which
+#: their timers end).
 DEADLOCK_CASES = [c for c in CASES if c[0] not in ("chan-recv-ok", "chan-async-for",
-                                                   "goroutine-other-loop")]
+                                                   "goroutine-other-loop", "chan-send-timed",
+                                                   "chan-recv-timed")]
 
 
 @pytest.mark.parametrize(("setup", "label"), [c[1:3] for c in DEADLOCK_CASES],

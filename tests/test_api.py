@@ -26,6 +26,7 @@ DOCUMENTED = {
     "Mutex",
     "Once",
     "RWMutex",
+    "Server",
     "Stats",
     "Ticker",
     "Timer",
@@ -33,6 +34,7 @@ DOCUMENTED = {
     "WorkerStats",
     "WouldBlock",
     "after",
+    "create_server",
     "dump",
     "go",
     "install",
@@ -41,6 +43,7 @@ DOCUMENTED = {
     "procs",
     "run",
     "select",
+    "start_server",
     "stats",
 }
 

@@ -23,6 +23,9 @@ from ._loop import run as run
 from ._mutex import Mutex as Mutex
 from ._mutex import RWMutex as RWMutex
 from ._select import select as select
+from ._serve import Server as Server
+from ._serve import create_server as create_server
+from ._serve import start_server as start_server
 from ._stats import Stats as Stats
 from ._stats import WorkerStats as WorkerStats
 from ._sync import Once as Once
@@ -44,6 +47,7 @@ __all__ = [
     "Mutex",
     "Once",
     "RWMutex",
+    "Server",
     "Stats",
     "Ticker",
     "Timer",
@@ -51,6 +55,7 @@ __all__ = [
     "WorkerStats",
     "WouldBlock",
     "after",
+    "create_server",
     "dump",
     "go",
     "install",
@@ -59,6 +64,7 @@ __all__ = [
     "procs",
     "run",
     "select",
+    "start_server",
     "stats",
 ]
 

@@ -24,6 +24,7 @@ from . import (
     cases_memory,
     cases_pipeline,
     cases_select,
+    cases_serving,
     cases_spawn,
     cases_tcp,
 )
@@ -63,6 +64,7 @@ def all_cases(*, quick: bool = False, procs: int | None = None) -> list[AnyCase]
         *cases_memory.cases(quick),
         *cases_latency.cases(),
         *cases_tcp.cases(n),
+        *cases_serving.cases(n),
     ]
 
 

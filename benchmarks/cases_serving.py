@@ -25,7 +25,7 @@ import subprocess
 import sys
 from typing import Any
 
-from ._harness import Metric, MetricCase, Sample, Target, gil_enabled
+from ._harness import Goal, Metric, MetricCase, Sample, Target, gil_enabled
 
 #: Pure-Python work per request: a sum of this many squares (about 40 us on 3.11).
 WORK = 2_000
@@ -140,6 +140,7 @@ def cases(procs: int) -> list[MetricCase]:
         one: lambda quick: measure("gorun", 1, quick),
         every: lambda quick: measure("gorun", procs, quick),
     }
+    targets: list[Goal]
     if gil_enabled():
         note = "GIL build: every-worker serving keeps at least 0.95x one loop's requests/s"
         targets = [Target(every, base, 1 / 0.95, note=note)]

@@ -17,14 +17,13 @@ of each of its sockets: same family, bound to the same address and port, with
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import socket
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
-from ._thread_state import current_worker
-from ._worker import Worker
+from ._thread_state import current_worker, running_loop
+from ._worker import Worker, call_in_loop
 
 #: Arguments of ``loop.create_server`` that also apply to a server on a given socket.
 _SOCK_KWARGS = ("ssl", "backlog", "ssl_handshake_timeout", "ssl_shutdown_timeout",
@@ -266,17 +265,12 @@ async def _serve_on(
 
 
 def _call_on(loop: asyncio.AbstractEventLoop, fn: Callable[[], object]) -> None:
-    if loop.is_closed():
-        return
-    try:
-        here = asyncio.get_running_loop()
-    except RuntimeError:
-        here = None
-    if here is loop:
+    # fn() now when *loop* runs on this thread (close() then acts at once, as asyncio's
+    # does), else on *loop*'s thread soon; nothing if that loop is closed.
+    if running_loop() is loop:
         fn()
     else:
-        with contextlib.suppress(RuntimeError):  # closed meanwhile
-            loop.call_soon_threadsafe(fn)
+        call_in_loop(loop, fn)
 
 
 async def _run_on(

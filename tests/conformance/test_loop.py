@@ -44,7 +44,11 @@ def test_call_at_order_and_cancelled_handle(runner: Backend) -> None:
         loop.call_soon(record, "soon")
         skipped.cancel()
         await done
-        return order, skipped.cancelled(), second.when() == now + 0.02
+        # uvloop keeps timers in whole milliseconds of its own cached clock and derives
+        # when() from a delay it rounded: there when() is only near the time asked for
+        # (well within the 10 ms that separate this timer from the others).
+        tolerance = 5e-3 if runner.loop == "uvloop" else 0.0
+        return order, skipped.cancelled(), abs(second.when() - (now + 0.02)) <= tolerance
 
     assert runner.run(case) == (["soon", "at +10ms", "at +20ms"], True, True)
 

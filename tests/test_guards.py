@@ -627,6 +627,7 @@ def test_debug_mode_names_the_owner_the_goroutine_and_the_fix() -> None:
     assert "'intruder' on gorun worker 1" in text
     assert "local=True" in text
     assert "gorun.Chan" in text
+    assert "gorun.on_every_worker()" in text  # the per-worker fix, for servers
 
 
 def test_awaiting_another_workers_future_explains_the_error() -> None:
@@ -639,6 +640,7 @@ def test_awaiting_another_workers_future_explains_the_error() -> None:
     notes = " ".join(getattr(exc, "__notes__", []))
     assert "gorun worker 1" in notes
     assert "local=True" in notes
+    assert "one per worker" in notes
 
 
 def _produce_later(ch: gorun.Chan[int]) -> None:

@@ -12,6 +12,9 @@ from ._current import procs as procs
 from ._current import stats as stats
 from ._deadlock import Deadlock as Deadlock
 from ._dump import dump as dump
+from ._every import Listeners as Listeners
+from ._every import listen as listen
+from ._every import on_every_worker as on_every_worker
 from ._go import go as go
 from ._goroutine import Goroutine as Goroutine
 from ._group import Group as Group
@@ -43,6 +46,7 @@ __all__ = [
     "GoPolicy",
     "Goroutine",
     "Group",
+    "Listeners",
     "Loop",
     "Mutex",
     "Once",
@@ -59,8 +63,10 @@ __all__ = [
     "dump",
     "go",
     "install",
+    "listen",
     "new_event_loop",
     "num_goroutine",
+    "on_every_worker",
     "procs",
     "run",
     "select",

@@ -6,11 +6,14 @@ import collections.abc
 import contextvars
 import types
 from collections.abc import Coroutine
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._current import current_runtime, current_runtime_var, default_runtime
 from ._goroutine import Goroutine
 from ._thread_state import current_worker
+
+if TYPE_CHECKING:
+    from ._worker import Worker
 
 T = TypeVar("T")
 
@@ -73,4 +76,33 @@ def go(
     except BaseException:
         coro.close()
         raise
+    return g
+
+
+def start_on(coro: Coroutine[Any, Any, T], worker: Worker, *, name: str) -> Goroutine[T]:
+    """Start *coro* as a goroutine on *worker*, and keep it there, from any thread.
+
+    ``go(..., local=True)`` for a worker that may not be the caller's: on the caller's
+    own worker it starts now, else as soon as that worker's loop gets to it (it is not
+    queued where an idle worker could steal it).
+
+    Raises:
+        RuntimeError: the runtime is shutting down, or *worker* has stopped.
+    """
+    runtime = worker.runtime
+    try:
+        context = _copy_context()
+        if _get_runtime_var() is not runtime:
+            context.run(current_runtime_var.set, runtime)
+        g: Goroutine[T] = Goroutine(coro, name, context)
+        if current_worker() is worker:
+            runtime.start_local(g, worker)
+            return g
+        runtime._register(g)
+    except BaseException:
+        coro.close()
+        raise
+    if not worker.post(g._start_on, worker):
+        g._cancel_queued("its gorun worker has stopped")
+        raise RuntimeError(f"cannot start {name!r}: gorun worker {worker.index} has stopped")
     return g

@@ -28,7 +28,10 @@ FIX = (
     "asyncio objects (futures, Events, Locks, Queues, transports, client sessions) "
     "belong to the loop that made them. Use such an object only from goroutines on "
     "that loop: start them there with gorun.go(..., local=True), or pass data between "
-    "workers through a gorun.Chan."
+    "workers through a gorun.Chan. State that every worker needs (a pool, a lock, a "
+    "client) must be one per worker: make it in a hook run on every worker with "
+    "gorun.on_every_worker(), or on first use by each loop (see the guide's "
+    "'Serving on every worker')."
 )
 
 #: Phrases of asyncio's own errors for an object used from the wrong loop.

@@ -22,8 +22,9 @@ import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
-from ._thread_state import current_worker, running_loop
-from ._worker import Worker, call_in_loop
+from ._every import caller_worker, twin
+from ._thread_state import running_loop
+from ._worker import call_in_loop
 
 #: Arguments of ``loop.create_server`` that also apply to a server on a given socket.
 _SOCK_KWARGS = ("ssl", "backlog", "ssl_handshake_timeout", "ssl_shutdown_timeout",
@@ -153,7 +154,7 @@ async def create_server(
         ValueError: ``sock=`` with *every_worker* (each worker needs a socket of its
             own: pass *host* and *port*).
     """
-    worker = _caller_worker("create_server")
+    worker = caller_worker("create_server")
     loop: Any = worker.loop  # typeshed's overloads want a port even where asyncio's does not
     if not every_worker:
         return Server(loop, [await loop.create_server(protocol_factory, host, port, **kwargs)])
@@ -165,9 +166,9 @@ async def create_server(
             if other is worker:
                 continue
             for sock in first.sockets:
-                twin = _twin(sock, kwargs.get("backlog", _DEFAULT_BACKLOG))
+                twin_sock = twin(sock, kwargs.get("backlog", _DEFAULT_BACKLOG))
                 parts.append(await _run_on(other.loop, _serve_on, other.loop,
-                                           protocol_factory, twin, kwargs))
+                                           protocol_factory, twin_sock, kwargs))
     except BaseException:
         server = Server(loop, parts)
         server.close()
@@ -205,17 +206,6 @@ async def start_server(
     return await create_server(factory, host, port, every_worker=every_worker, **kwargs)
 
 
-def _caller_worker(what: str) -> Worker:
-    worker = current_worker()
-    if worker is None or worker.loop is not asyncio.get_running_loop():
-        raise RuntimeError(
-            f"gorun.{what}() serves on the workers of the gorun runtime it is called "
-            "from: call it from code running on gorun (gorun.run(), a gorun.Loop, a "
-            "goroutine)"
-        )
-    return worker
-
-
 def _check_every_worker(kwargs: dict[str, Any]) -> None:
     if not hasattr(socket, "SO_REUSEPORT"):
         raise RuntimeError(
@@ -229,24 +219,6 @@ def _check_every_worker(kwargs: dict[str, Any]) -> None:
         )
     if kwargs.pop("reuse_port", True) is False:
         raise ValueError("every_worker=True binds with reuse_port; do not pass reuse_port=False")
-
-
-def _twin(sock: Any, backlog: int) -> socket.socket:
-    # A listening socket bound to the same address as *sock*, with SO_REUSEPORT.
-    twin = socket.socket(sock.family, sock.type, sock.proto)
-    try:
-        twin.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        twin.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        if sock.family == socket.AF_INET6:
-            v6only = sock.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY)
-            twin.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, v6only)
-        twin.bind(sock.getsockname())
-        twin.listen(backlog)
-        twin.setblocking(False)
-    except BaseException:
-        twin.close()
-        raise
-    return twin
 
 
 async def _serve_on(

@@ -227,7 +227,9 @@ def _worker() -> Any:
     from gorun._worker import Worker
 
     sysmon = types.SimpleNamespace(idle=False, poke=lambda: None, due=float("inf"))
-    runtime: Any = types.SimpleNamespace(procs=2, sysmon=sysmon, stuck_after=1e9, steal_grace=1e9)
+    runtime: Any = types.SimpleNamespace(
+        procs=2, sysmon=sysmon, stuck_after=1e9, steal_grace=1e9, permit=None
+    )
     worker = Worker(runtime, 0)
     worker.loop = _Recorder()  # type: ignore[assignment]
     return worker

@@ -57,6 +57,9 @@ def test_goroutines_spread_over_n_threads() -> None:
 CPU_ITEM = 40_000
 
 
+@pytest.mark.skipif(
+    gorun._wakeup.GIL_ENABLED, reason="with the GIL, workers take turns (see the next test)"
+)
 def test_cpu_fan_out_keeps_every_worker_busy() -> None:
     async def work(i: int) -> int:
         return _busy(CPU_ITEM) + i
@@ -72,6 +75,24 @@ def test_cpu_fan_out_keeps_every_worker_busy() -> None:
     assert all(n > 0 for n in started), started
     assert sum(w.stolen for w in stats.workers) > 0
     assert len({w.thread_id for w in stats.workers}) == 4
+
+
+@pytest.mark.skipif(not gorun._wakeup.GIL_ENABLED, reason="the rule applies with the GIL")
+def test_with_the_gil_a_cpu_fan_out_stays_with_a_loop_that_keeps_iterating() -> None:
+    # With the GIL, a second busy worker could only take turns with the first one for
+    # the interpreter: goroutines whose loop comes back to its select between them stay
+    # there (the run permit hands turns over at selects; _permit).
+    async def work(i: int) -> int:
+        return _busy(CPU_ITEM) + i
+
+    async def main() -> tuple[list[int], gorun.Stats]:
+        gs = [gorun.go(work(i)) for i in range(100)]
+        return [await g for g in gs], gorun.stats()
+
+    results, stats = gorun.run(main(), procs=4)
+    assert results == [_busy(CPU_ITEM) + i for i in range(100)]
+    assert sum(w.started for w in stats.workers) == 100
+    assert sum(w.stolen for w in stats.workers) == 0
 
 
 def _current_runtime() -> Any:
@@ -106,10 +127,13 @@ def test_with_the_gil_a_loop_that_keeps_iterating_keeps_its_goroutines() -> None
     assert sum(w.stolen for w in stats.workers) == 0
 
 
-def test_idle_workers_take_a_backlog_from_a_loop_that_counts_as_stuck() -> None:
+def test_idle_workers_take_a_backlog_from_a_loop_that_counts_as_stuck(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # The same fan-out with no stuck threshold at all (every loop counts as stuck at
     # once, as a backlog alone does on a free-threaded build): idle workers take their
-    # share.
+    # share. Without the run permit: with it, a loop that computes is never stuck.
+    monkeypatch.setenv("GORUN_GIL_PERMIT", "0")
     async def item(i: int) -> int:
         await asyncio.sleep(0)
         return _busy(CPU_ITEM // 10) + i

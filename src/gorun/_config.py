@@ -23,6 +23,18 @@ def check_procs(procs: object, *, source: str = "procs") -> int:
     return procs
 
 
+def permit_enabled() -> bool:
+    """Whether workers take turns by loop iteration on a GIL build (``_permit``).
+
+    ``GORUN_GIL_PERMIT=0`` turns it off (the workers then trade the GIL at every system
+    call, as plain threads do); ``1`` or unset: on.
+    """
+    raw = os.environ.get("GORUN_GIL_PERMIT", "").strip()
+    if raw not in ("", "0", "1"):
+        raise ValueError(f"GORUN_GIL_PERMIT must be 0 or 1, got {raw!r}")
+    return raw != "0"
+
+
 def default_procs() -> int:
     """The worker count used when none is given: ``GORUN_PROCS``, else ``os.cpu_count()``."""
     raw = os.environ.get("GORUN_PROCS", "").strip()

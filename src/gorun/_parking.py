@@ -49,6 +49,9 @@ class Parking(Wakeups):
     quiet: bool
     last_select: float
     _batch: int
+    turn: threading.Lock
+    cpu_clock: int | None
+    cpu_sample: tuple[float, float] | None
     schedule_tick: Callable[[], None]
     drain_inbox: Callable[[], None]
     has_queued: Callable[[], bool]
@@ -68,7 +71,14 @@ class Parking(Wakeups):
             return self.select_idle(timeout)
         if self.deferred:
             self.flush_wakes()
-        if self.woken:
+        permit = self.permit
+        if permit is not None:
+            now = self.last_select = perf_counter()
+            if permit.holder is not self or permit.waiters:
+                permit.pass_turn(self)  # another worker's turn (or ours was taken)
+            else:
+                permit.since = now  # not stuck
+        elif self.woken:
             self.hand_over_gil()
         if self.shares_gil:
             now = self.last_select = perf_counter()
@@ -132,16 +142,9 @@ class Parking(Wakeups):
         if self.runq or self.runnext is not None:
             self.schedule_tick()
             timeout = 0
-        # Held-back wake-ups go out last, just before the select releases the GIL.
-        deferred = self.deferred
-        if deferred:
-            self.deferred = []
-            for target in deferred:
-                target.wake_now()
-        if self.woken:
-            self.woken.clear()
-        self.selects += 1
+        self._about_to_park()
         selector: Any = self.selector
+        permit = self.permit
         try:
             return selector.select_parked(timeout)  # type: ignore[no-any-return]
         finally:
@@ -150,10 +153,26 @@ class Parking(Wakeups):
             if self.parked:
                 self.parked = False
                 self.notified = False
+            if permit is not None:
+                permit.acquire(self)  # posts meanwhile are drained below, with it
             if self.inbox:
                 self.drain_inbox()
             if self.runq or self.runnext is not None:
                 self.schedule_tick()
+
+    def _about_to_park(self) -> None:
+        # Held-back wake-ups go out last, just before the select releases the GIL, and
+        # so does the permit.
+        deferred = self.deferred
+        if deferred:
+            self.deferred = []
+            for target in deferred:
+                target.wake_now()
+        if self.woken:
+            self.woken.clear()
+        self.selects += 1
+        if self.permit is not None:
+            self.permit.release(self)
 
     def _watch(self) -> float | None:
         # The last worker to park (every other one parked and not woken; between workers

@@ -35,6 +35,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ._permit import Permit, computing, time_slice
 from ._wakeup import GIL_ENABLED
 
 if TYPE_CHECKING:
@@ -58,6 +59,7 @@ class Placement:
     steal_grace: float
     runnext_grace: float
     stuck_after: float
+    permit: Permit | None
     _closing: bool
     _nspinning: int
     _next_inject: int
@@ -212,11 +214,25 @@ class Placement:
             except (IndexError, AttributeError):  # emptied while we looked
                 queued = True
                 continue
-            if waited and (not GIL_ENABLED or now - w.last_select > self.stuck_after):
+            if waited and self._stuck(w, now):
                 stuck = True
         if stuck:
             self.wake_idle()
         return queued, stuck
+
+    def _stuck(self, w: Worker, now: float) -> bool:
+        # Whether a thief would help with w's queue: always on a free-threaded build;
+        # with the GIL, if w's loop has not selected for stuck_after (it runs a long
+        # callback, or blocks in one); with the run permit, only if it blocks (or has
+        # not selected for a whole SLICE): a thief could not run while it computes.
+        if not GIL_ENABLED:
+            return True
+        idle_for = now - w.last_select
+        if idle_for <= self.stuck_after:
+            return False
+        if self.permit is None or idle_for > time_slice():
+            return True
+        return not computing(w, now)
 
     def send_deferred(self) -> bool:
         """Send the wake-ups a busy loop has held back too long (see Worker.defer_wake).

@@ -14,12 +14,14 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ._config import resolve_loop, resolve_procs
+from ._config import permit_enabled, resolve_loop, resolve_procs
+from ._permit import Permit
 from ._placement import Placement
 from ._selector import new_worker_loop
 from ._stats import Stats, WorkerStats
 from ._sysmon import Sysmon
 from ._thread_state import current_worker, set_current_worker
+from ._wakeup import GIL_ENABLED
 from ._worker import Worker, call_in_loop
 
 if TYPE_CHECKING:
@@ -85,6 +87,8 @@ class Runtime(Placement):
         self._next_inject = 0
         self._exception_handler: Any = None
         self.sysmon = Sysmon(self)  # before the workers, which keep a reference
+        #: The workers' run permit (see _permit): on a GIL build, with several workers.
+        self.permit = Permit() if GIL_ENABLED and self.procs > 1 and permit_enabled() else None
         self.workers = [Worker(self, i) for i in range(self.procs)]
         for worker in self.workers:
             worker.others = tuple(w for w in self.workers if w is not worker)
@@ -169,6 +173,8 @@ class Runtime(Placement):
                 with worker.lock:
                     worker.closed = True
                     worker.inbox.clear()
+                if worker.permit is not None:
+                    worker.permit.release(worker)
                 set_current_worker(None)
                 loop.close()
 

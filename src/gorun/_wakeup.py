@@ -32,6 +32,7 @@ from ._thread_state import current_worker
 if TYPE_CHECKING:
     import asyncio
 
+    from ._permit import Permit
     from ._runtime import Runtime
 
 #: The longest a worker waits for workers it woke to get the GIL (see hand_over_gil).
@@ -79,6 +80,7 @@ class Wakeups:
     closed: bool
     thread_id: int | None
     selects: int
+    permit: Permit | None
     tick: Callable[[], None]
 
     def init_wakeups(self, runtime: Runtime) -> None:
@@ -141,7 +143,8 @@ class Wakeups:
 
     def remember_woken(self, woken: Wakeups) -> None:
         """Record that this worker woke *woken*, for the hand-over (own thread)."""
-        if GIL_ENABLED and woken.parks_in_selector and self.parks_in_selector and woken is not self:
+        if (GIL_ENABLED and woken.parks_in_selector and self.parks_in_selector
+                and woken is not self and self.permit is None):
             self.woken.append((woken, woken.selects, 0))
 
     def hand_over_gil(self) -> None:

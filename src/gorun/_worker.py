@@ -42,6 +42,7 @@ from ._thread_state import state as thread_state
 from ._wakeup import GIL_ENABLED, note_woken, perf_counter
 
 if TYPE_CHECKING:
+    from ._permit import Permit
     from ._runtime import Runtime
 
 #: The most goroutines one tick starts when the worker keeps up with its queue, if it is
@@ -121,6 +122,13 @@ class Worker(Parking):
         self.spinning = False
         #: The runtime's other workers (set by the runtime once it made them all).
         self.others: tuple[Worker, ...] = ()
+        #: The runtime's run permit, if this worker takes part (set by attach; _permit).
+        self.permit: Permit | None = None
+        # Locked while this worker does not wait for the permit; released to hand it over.
+        self.turn = threading.Lock()
+        self.turn.acquire()
+        self.cpu_clock: int | None = None  # its thread's CPU clock, for the permit
+        self.cpu_sample: tuple[float, float] | None = None  # see _permit.computing
         self.init_wakeups(runtime)
 
     def __repr__(self) -> str:
@@ -140,6 +148,10 @@ class Worker(Parking):
         self.kind = "asyncio"
         self.parks_in_selector = True
         self.defers_wakes = GIL_ENABLED
+        self.permit = self.runtime.permit
+        if self.permit is not None:
+            # Turns come with the permit: no hand-over or sharing of the GIL needed.
+            self.shares_gil = False
         self.selector = selector
         # The hook: the loop's select is this worker's from now on.
         selector.select = self.select
@@ -332,7 +344,11 @@ class Worker(Parking):
                 self._tick_scheduled = True
                 self.loop.call_soon(self.tick)
             runtime = self.runtime
-            if runtime.procs > 1 and (not GIL_ENABLED or interval > runtime.stuck_after):
+            # With the permit, no thief could run while this loop computes: the monitor
+            # wakes one if it blocks (see Placement.find_stuck).
+            if runtime.procs > 1 and runtime.permit is None and (
+                not GIL_ENABLED or interval > runtime.stuck_after
+            ):
                 self._wake_a_thief(now)
         elif not parks:
             self.idle_without_selector()

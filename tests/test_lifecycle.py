@@ -183,6 +183,32 @@ def test_import_warns_about_nothing() -> None:
     assert out.stderr == ""
 
 
+EXECUTOR_AT_EXIT = """
+import asyncio, gorun
+
+async def offload():
+    return await asyncio.get_running_loop().run_in_executor(None, lambda: 1)
+
+print(sum(g.wait(30) for g in [gorun.go(offload()) for _ in range(4)]))
+"""
+
+
+def test_the_default_runtime_closes_its_executors_at_exit() -> None:
+    # The default runtime is closed as the interpreter exits, when CPython 3.12+ no
+    # longer starts threads: its workers' default executors are joined all the same,
+    # with nothing on stderr.
+    out = subprocess.run(
+        [sys.executable, "-c", EXECUTOR_AT_EXIT],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": SRC},
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "4\n"
+    assert out.stderr == ""
+
+
 APP = """
 import asyncio, sys, threading
 

@@ -88,7 +88,8 @@ class Runtime(Placement):
         self._exception_handler: Any = None
         self.sysmon = Sysmon(self)  # before the workers, which keep a reference
         #: The workers' run permit (see _permit): on a GIL build, with several workers.
-        self.permit = Permit() if GIL_ENABLED and self.procs > 1 and permit_enabled() else None
+        # (permit_enabled() first: a bad GORUN_GIL_PERMIT is an error on every build.)
+        self.permit = Permit() if permit_enabled() and GIL_ENABLED and self.procs > 1 else None
         self.workers = [Worker(self, i) for i in range(self.procs)]
         for worker in self.workers:
             worker.others = tuple(w for w in self.workers if w is not worker)
@@ -168,7 +169,7 @@ class Runtime(Placement):
                 worker.drop_queued()
                 loop.run_until_complete(self._finish_tasks(worker))
                 loop.run_until_complete(loop.shutdown_asyncgens())
-                loop.run_until_complete(loop.shutdown_default_executor())
+                _shutdown_default_executor(loop)
             finally:
                 with worker.lock:
                     worker.closed = True
@@ -339,6 +340,20 @@ class Runtime(Placement):
             with home.lock:
                 home.closed = True
                 home.inbox.clear()
+
+
+def _shutdown_default_executor(loop: asyncio.AbstractEventLoop) -> None:
+    # loop.shutdown_default_executor() joins the executor from a new thread, which
+    # CPython 3.12+ refuses once the interpreter is shutting down (a runtime closed at
+    # exit): then join it from this worker's thread, which has nothing else left to do.
+    try:
+        loop.run_until_complete(loop.shutdown_default_executor())
+    except RuntimeError as exc:
+        if "interpreter shutdown" not in str(exc):
+            raise
+        executor = getattr(loop, "_default_executor", None)
+        if executor is not None:
+            executor.shutdown(wait=True)
 
 
 def _shutdown_worker_tasks(

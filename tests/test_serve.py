@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 import gorun
+from gorun._config import permit_enabled
 from tests.support import TIMEOUT
 
 pytestmark = pytest.mark.skipif(
@@ -18,6 +19,9 @@ pytestmark = pytest.mark.skipif(
 )
 
 PROCS = 3
+#: Whether the workers share one listening socket (a GIL build, with the run permit) or
+#: each has its own with SO_REUSEPORT (see gorun._every.shares_listeners).
+SHARED = gorun._wakeup.GIL_ENABLED and permit_enabled()
 
 
 async def _echo_lines(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -64,10 +68,60 @@ def test_connections_spread_over_workers_and_each_gets_its_own_replies() -> None
 
     per_thread, listeners, sockets = gorun.run(main(), procs=PROCS)
     assert listeners == sockets == PROCS
-    # The kernel hashes each connection to a listener: 60 connections reach every one of
-    # 3 workers unless the hash is badly broken (chance below 3 * (2/3)**60).
-    assert len(per_thread) == PROCS, per_thread
     assert sum(per_thread.values()) == 60
+    if not SHARED:
+        # The kernel hashes each connection to a listener: 60 connections reach every
+        # one of 3 workers unless the hash is badly broken (chance below 3 * (2/3)**60).
+        assert len(per_thread) == PROCS, per_thread
+
+
+def test_every_worker_accepts_while_the_others_are_blocked() -> None:
+    # Each worker's first connection blocks its loop until every worker has one (a
+    # barrier of PROCS): the barrier can only be passed if, with the other loops
+    # blocked, the last free worker still accepts. The client opens one connection at a
+    # time, and the next once the last one reached a worker: with a shared socket a
+    # blocked loop accepts nothing and a free one takes it; with SO_REUSEPORT one that
+    # the kernel hashes to a blocked worker waits there, so the client, after a while,
+    # opens another.
+    barrier = threading.Barrier(PROCS)
+    arrived = threading.Semaphore(0)
+    first: set[str] = set()
+    lock = threading.Lock()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        where = threading.current_thread().name
+        with lock:
+            new = where not in first
+            first.add(where)
+        if new:
+            arrived.release()
+            barrier.wait(TIMEOUT)  # blocks this worker's loop
+        writer.write(where.encode() + b"\n")
+        await writer.drain()
+        writer.close()
+
+    def client(port: int) -> set[str]:
+        # A plain thread: the home loop is one of the blocked workers.
+        conns: list[socket.socket] = []
+        reached = 0
+        while reached < PROCS and len(conns) < 60:
+            conns.append(socket.create_connection(("127.0.0.1", port), TIMEOUT))
+            if arrived.acquire(timeout=TIMEOUT if SHARED else 0.2):
+                reached += 1
+        served = set()
+        for conn in conns:
+            with conn, conn.makefile("rb") as f:
+                served.add(f.readline().decode().strip())
+        return served
+
+    async def main() -> set[str]:
+        async with await gorun.start_server(handle, "127.0.0.1", 0) as server:
+            port = server.sockets[0].getsockname()[1]
+            return await asyncio.to_thread(client, port)
+
+    served = gorun.run(main(), procs=PROCS)
+    assert served == {"MainThread", "gorun-worker-1", "gorun-worker-2"}
+    assert not barrier.broken
 
 
 def test_create_server_calls_the_factory_on_the_accepting_worker() -> None:

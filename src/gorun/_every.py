@@ -4,8 +4,8 @@ An object bound to one loop (a connection pool, an ``asyncio.Lock``, a server of
 framework) cannot be shared by the workers: each worker needs its own, made on its own
 loop. `on_every_worker` runs a coroutine function once on each worker's loop (a startup
 hook, or a framework's serve function), and `listen` binds an address once and hands
-each worker a listening socket of its own on it (``SO_REUSEPORT``), for servers that
-take sockets (``uvicorn.Server.serve(sockets=...)``, aiohttp's ``SockSite``).
+each worker a listening socket of its own on it (see `shares_listeners`), for servers
+that take sockets (``uvicorn.Server.serve(sockets=...)``, aiohttp's ``SockSite``).
 """
 
 from __future__ import annotations
@@ -96,13 +96,15 @@ async def _call(fn: Callable[..., Awaitable[T]], args: Any, name: str) -> T:
 class Listeners:
     """One address, bound once, with listening sockets of their own for every worker.
 
-    Made by [`gorun.listen()`][gorun.listen], which binds every worker's sockets at once:
-    one per bound address and worker, all on the same address and port with
-    ``SO_REUSEPORT``, so that the kernel spreads new connections over the workers.
+    Made by [`gorun.listen()`][gorun.listen], which makes every worker's sockets at
+    once, one per bound address and worker. On a free-threaded build each is bound to
+    the address with ``SO_REUSEPORT``, and the kernel spreads new connections over the
+    workers; on a GIL build they are duplicates of one socket, and the loop free to
+    accept a connection takes it (with the GIL, spreading connections buys no CPU).
     ``sockets()``, called on a worker, returns that worker's; hand them to a server that
-    takes sockets, on that worker. A connection the kernel gives to a worker whose server
-    has not started yet waits in that socket's backlog: every worker must serve its own
-    sockets. ``close()`` (or leaving a ``with`` block) closes them all; a server that
+    takes sockets, on that worker. A connection the kernel gives to a worker whose
+    server has not started yet waits in that socket's backlog: every worker must serve
+    its own sockets. ``close()`` (or leaving a ``with`` block) closes them all; a server that
     closed them already does no harm.
     """
 
@@ -205,17 +207,43 @@ async def listen(
             sock = socket.socket(af, socktype, proto)
             first.append(sock)
             _bind(sock, addr, backlog, v6only=True)
+        shared = shares_listeners(worker)
         for other in worker.runtime.workers:
             if other is not worker:
                 by_worker[other] = mine = []
                 for sock in first:
-                    mine.append(twin(sock, backlog))
+                    mine.append(worker_socket(sock, backlog, shared=shared))
     except BaseException:
         for socks in by_worker.values():
             for s in socks:
                 s.close()
         raise
     return Listeners(by_worker, first)
+
+
+def shares_listeners(worker: Worker) -> bool:
+    """Whether the workers of *worker*'s runtime serve one shared listening socket.
+
+    With the GIL the workers take turns (the run permit), and spreading connections
+    over them buys no CPU: the kernel's ``SO_REUSEPORT`` hashing would still hand a
+    worker its share while it is busy, or blocked, and each turn between workers costs.
+    So on a GIL build every worker serves a duplicate of the same socket: a connection
+    is accepted by whichever loop is free to accept it first (the running one, as a
+    rule; another one while it is blocked). On a free-threaded build, where the workers
+    run at once, each has a socket of its own with ``SO_REUSEPORT``, and the kernel
+    spreads connections over them.
+    """
+    return worker.runtime.permit is not None
+
+
+def worker_socket(sock: Any, backlog: int, *, shared: bool) -> socket.socket:
+    """Another worker's listening socket for *sock*'s address: a duplicate of *sock*
+    (one accept queue for all) if *shared*, else a `twin`."""
+    if not shared:
+        return twin(sock, backlog)
+    new: socket.socket = sock.dup()
+    new.setblocking(False)
+    return new
 
 
 def twin(sock: Any, backlog: int) -> socket.socket:

@@ -2,16 +2,18 @@
 
 A server made by ``loop.create_server`` accepts on the loop that made it, and every
 connection's transport, protocol and handler stay there: one loop serves them all, and
-the runtime's other workers idle. `create_server` and `start_server` instead open one
-listener per worker on the same address with ``SO_REUSEPORT``, so that the kernel
-spreads new connections over the workers, and a connection is served entirely by the
-worker that accepted it (asyncio's transports belong to one loop).
+the runtime's other workers idle. `create_server` and `start_server` instead serve the
+address on every worker, and a connection is served entirely by the worker that
+accepted it (asyncio's transports belong to one loop).
 
 The first listener is made on the caller's own loop with the caller's arguments (``host``
-may resolve to several addresses, ``port`` may be 0); every other worker then gets a twin
-of each of its sockets: same family, bound to the same address and port, with
-``SO_REUSEPORT``. Each twin is served by an ``asyncio.Server`` of its own worker's loop.
-`Server` holds them all and drives each on its own loop.
+may resolve to several addresses, ``port`` may be 0); every other worker then gets a
+socket for each of its sockets (``_every.worker_socket``): on a free-threaded build a
+twin bound to the same address and port with ``SO_REUSEPORT``, so that the kernel
+spreads new connections over the workers; on a GIL build a duplicate of the same
+socket, so that the loop free to accept a connection takes it (see
+``_every.shares_listeners``). Each is served by an ``asyncio.Server`` of its own
+worker's loop. `Server` holds them all and drives each on its own loop.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
-from ._every import caller_worker, twin
+from ._every import caller_worker, shares_listeners, worker_socket
 from ._thread_state import running_loop
 from ._worker import call_in_loop
 
@@ -132,9 +134,13 @@ async def create_server(
 ) -> Server:
     """``loop.create_server``, with a listener on every worker of the caller's runtime.
 
-    Each worker accepts connections on its own listener (``SO_REUSEPORT``: the kernel
-    spreads new connections over them) and calls *protocol_factory* on its own loop, so
-    a connection's transport, protocol and the goroutines it starts stay on that worker.
+    Each worker accepts connections on a listener of its own loop and calls
+    *protocol_factory* there, so a connection's transport, protocol and the goroutines
+    it starts stay on the worker that accepted it. On a free-threaded build each
+    worker's listener has a socket of its own (``SO_REUSEPORT``: the kernel spreads new
+    connections over them); on a GIL build they share one socket, and the loop that is
+    free to accept takes the connection (the running one as a rule, the others while
+    it is blocked): with the GIL, spreading connections buys no CPU.
     Call it from code running on gorun (``gorun.run``, a ``gorun.Loop``, a goroutine).
 
     Args:
@@ -162,11 +168,13 @@ async def create_server(
     first = await loop.create_server(protocol_factory, host, port, reuse_port=True, **kwargs)
     parts = [first]
     try:
+        shared = shares_listeners(worker)
         for other in worker.runtime.workers:
             if other is worker:
                 continue
             for sock in first.sockets:
-                twin_sock = twin(sock, kwargs.get("backlog", _DEFAULT_BACKLOG))
+                backlog = kwargs.get("backlog", _DEFAULT_BACKLOG)
+                twin_sock = worker_socket(sock, backlog, shared=shared)
                 parts.append(await _run_on(other.loop, _serve_on, other.loop,
                                            protocol_factory, twin_sock, kwargs))
     except BaseException:

@@ -25,7 +25,7 @@ import subprocess
 import sys
 from typing import Any
 
-from ._harness import Goal, Metric, MetricCase, Sample, Target, gil_enabled
+from ._harness import Goal, Metric, MetricCase, Sample, Sampler, Target, gil_enabled
 
 #: Pure-Python work per request: a sum of this many squares (about 40 us on 3.11).
 WORK = 2_000
@@ -103,11 +103,14 @@ def measure(kind: str, procs: int, quick: bool) -> Sample:
     """Start the server, load it with wrk, stop it: seconds per request, p99 latency."""
     port = _free_port()
     cmd = [sys.executable, "-m", "benchmarks.cases_serving", "serve", kind, str(procs), str(port)]
-    server = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    return measure_command(cmd, port, quick)
+
+
+def measure_command(cmd: list[str], port: int, quick: bool) -> Sample:
+    """Run the server *cmd*, wait until *port* accepts, load it with wrk, stop it."""
+    server = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        assert server.stdout is not None
-        if server.stdout.readline().strip() != "ready":
-            raise RuntimeError(f"the {kind} server did not start")
+        _wait_until_serving(server, port)
         duration = QUICK_DURATION if quick else DURATION
         out = subprocess.run(
             ["wrk", f"-t{THREADS}", f"-c{CONNECTIONS}", f"-d{duration}s", "--latency",
@@ -119,6 +122,25 @@ def measure(kind: str, procs: int, quick: bool) -> Sample:
         server.wait()
     rate, p99 = parse_wrk(out)
     return {"per_request": 1.0 / rate, "p99": p99}
+
+
+def _wait_until_serving(server: subprocess.Popen[str], port: int, timeout: float = 30) -> None:
+    # Poll the port: uvicorn and aiohttp say nothing at their quiet log levels.
+    import socket
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        if server.poll() is not None:
+            err = server.stderr.read() if server.stderr is not None else ""
+            raise RuntimeError(f"the server {server.args!r} exited:\n{err}")
+        try:
+            socket.create_connection(("127.0.0.1", port), 1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the server {server.args!r} did not start") from None
+            time.sleep(0.05)
 
 
 def wrk_available() -> bool:
@@ -161,6 +183,76 @@ def cases(procs: int) -> list[MetricCase]:
             targets=targets,
             max_rounds=3,
         )
+    ]
+
+
+def framework_cases(procs: int) -> list[MetricCase]:
+    """Unmodified uvicorn and aiohttp apps: on stock asyncio, and on gorun by command line.
+
+    uvicorn is also run on every worker of *procs* (``gorun.listen``), shown beside them.
+    """
+    if not wrk_available():
+        return []
+    try:
+        import aiohttp  # noqa: F401
+        import starlette  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as exc:
+        print(f"serving-uvicorn, serving-aiohttp: left out, {exc.name} is not installed "
+              "(pip install -e '.[bench]')", file=sys.stderr)
+        return []
+    py = sys.executable
+    uvicorn_cmd = [py, "-m", "uvicorn", "benchmarks.serving_apps:starlette_app",
+                   "--log-level", "warning", "--no-access-log", "--http", "h11", "--port"]
+
+    def uvicorn_on(loop: str) -> Sampler:
+        def sample(quick: bool) -> Sample:
+            port = _free_port()
+            return measure_command([*uvicorn_cmd, str(port), "--loop", loop], port, quick)
+
+        return sample
+
+    def aiohttp_on(prefix: list[str]) -> Sampler:
+        def sample(quick: bool) -> Sample:
+            port = _free_port()
+            cmd = [*prefix, "-m", "benchmarks.serving_apps", "aiohttp", str(port)]
+            return measure_command(cmd, port, quick)
+
+        return sample
+
+    def case(name: str, what: str, base: str, ours: str, peers: dict[str, Sampler]) -> MetricCase:
+        return MetricCase(
+            name=name,
+            description=f"{what}, {WORK}-square sum per request, wrk -t{THREADS} "
+            f"-c{CONNECTIONS}, unmodified app",
+            baseline=base,
+            peers=peers,
+            measures=[
+                Metric("per_request", "per request (1 / requests/s)", "us", 1e6),
+                Metric("p99", "p99 latency", "ms", 1e3),
+            ],
+            targets=[
+                Target(ours, base, 1.0, note="requests/s at least stock asyncio's"),
+                Target(ours, base, 1.0, metric="p99", note="p99 at most stock asyncio's"),
+            ],
+            max_rounds=3,
+        )
+
+    def uvicorn_every_worker(quick: bool) -> Sample:
+        port = _free_port()
+        cmd = [py, "-m", "benchmarks.serving_apps", "uvicorn-every-worker", str(port),
+               str(procs)]
+        return measure_command(cmd, port, quick)
+
+    u_base, u_ours = "uvicorn --loop asyncio", "uvicorn --loop gorun:new_event_loop"
+    u_every = f"uvicorn on every worker (gorun.listen), procs={procs}"
+    a_base, a_ours = "python app.py (aiohttp)", "python -m gorun app.py (aiohttp)"
+    return [
+        case("serving-uvicorn", "Starlette under uvicorn (h11)", u_base, u_ours,
+             {u_base: uvicorn_on("asyncio"), u_ours: uvicorn_on("gorun:new_event_loop"),
+              u_every: uvicorn_every_worker}),
+        case("serving-aiohttp", "aiohttp web.run_app", a_base, a_ours,
+             {a_base: aiohttp_on([py]), a_ours: aiohttp_on([py, "-m", "gorun"])}),
     ]
 
 

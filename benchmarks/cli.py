@@ -65,6 +65,7 @@ def all_cases(*, quick: bool = False, procs: int | None = None) -> list[AnyCase]
         *cases_latency.cases(),
         *cases_tcp.cases(n),
         *cases_serving.cases(n),
+        *cases_serving.framework_cases(n),
     ]
 
 

@@ -21,9 +21,7 @@ from tests.support import TIMEOUT
 
 
 def _holder() -> Any:
-    h = types.SimpleNamespace(turn=threading.Lock(), cpu_clock=None, cpu_sample=None)
-    h.turn.acquire()
-    return h
+    return types.SimpleNamespace(turn=_permit.Turn(), cpu_clock=None, cpu_sample=None)
 
 
 def _wait_for(cond: Any) -> None:
@@ -87,6 +85,41 @@ def test_pass_turn_queues_the_holder_behind_the_waiter() -> None:
     assert got.is_set()
     assert permit.holder == a  # (==: "is" would narrow a for mypy)
     t.join(TIMEOUT)
+
+
+def test_a_wait_that_fails_leaves_the_line_and_gives_back_a_grant() -> None:
+    # An error while waiting (an interrupt, a tool that forbids the wait) must not leave
+    # the worker in line, or holding a permit it never took: the line would stall.
+    permit, a, b, c = Permit(), _holder(), _holder(), _holder()
+    permit.acquire(a)
+    permit.since = float("inf")
+
+    class Boom(Exception):
+        pass
+
+    class FailingTurn(_permit.Turn):
+        def take(self, timeout: float) -> bool:
+            raise Boom
+
+    class GrantedThenFailing(_permit.Turn):
+        def take(self, timeout: float) -> bool:
+            permit.release(a)  # the permit is handed to c as its wait fails
+            raise Boom
+
+    b.turn = FailingTurn()
+    with pytest.raises(Boom):
+        permit.acquire(b)  # fails while in line
+    assert not permit.waiters
+    assert permit.holder == a
+
+    c.turn = GrantedThenFailing()
+    with pytest.raises(Boom):
+        permit.acquire(c)
+    assert not permit.waiters
+    assert permit.holder is None  # c gave it back
+    b.turn = _permit.Turn()
+    permit.acquire(b)  # the line works on
+    assert permit.holder is b
 
 
 def test_a_holder_blocked_in_a_call_loses_the_permit_within_a_probe() -> None:

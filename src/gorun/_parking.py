@@ -32,6 +32,7 @@ from ._wakeup import SHARE_EVERY, Wakeups, perf_counter
 if TYPE_CHECKING:
     import threading
 
+    from ._permit import Turn
     from ._worker import Startable, Worker
 
 
@@ -49,7 +50,7 @@ class Parking(Wakeups):
     quiet: bool
     last_select: float
     _batch: int
-    turn: threading.Lock
+    turn: Turn
     cpu_clock: int | None
     cpu_sample: tuple[float, float] | None
     schedule_tick: Callable[[], None]

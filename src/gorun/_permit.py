@@ -32,6 +32,8 @@ its next select and waits its turn.
 
 from __future__ import annotations
 
+import os
+import select
 import sys
 import threading
 import time
@@ -81,11 +83,60 @@ def _cpu_time(holder: Holder | None) -> float | None:
         return None
 
 
-class Holder(Protocol):
-    """What holds a permit: a worker, with a lock it waits on for its turn."""
+class Turn:
+    """A worker's turn: given (the permit handed to it) from any thread, taken by it.
 
-    #: Held while the worker does not wait; released to give it the permit.
-    turn: threading.Lock
+    An eventfd (a pipe where there is none) waited on with ``select``, not a lock: tools
+    that flag blocking calls made from a running event loop (blockbuster) count a lock
+    acquire that waits as a bug, and this wait is deliberate. Its file descriptors are
+    closed when the worker that owns it is collected: no thread can give it a turn then.
+    """
+
+    __slots__ = ("_r", "_w")
+
+    def __init__(self) -> None:
+        self._r = self._w = -1
+        if hasattr(os, "eventfd"):
+            self._r = self._w = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        else:  # pragma: no cover - platforms without eventfd
+            self._r, self._w = os.pipe()
+            os.set_blocking(self._r, False)
+            os.set_blocking(self._w, False)
+
+    def give(self) -> None:
+        """Hand the turn over (any thread)."""
+        if self._r == self._w:
+            os.eventfd_write(self._w, 1)
+        else:  # pragma: no cover - platforms without eventfd
+            os.write(self._w, b"\0")
+
+    def take(self, timeout: float) -> bool:
+        """Wait up to *timeout* seconds for the turn; True if it was given (and taken)."""
+        if timeout > 0:
+            select.select([self._r], [], [], timeout)
+        return self.take_now()
+
+    def take_now(self) -> bool:
+        """Take the turn if it was given, without waiting."""
+        try:
+            if self._r == self._w:
+                os.eventfd_read(self._r)
+            else:  # pragma: no cover - platforms without eventfd
+                os.read(self._r, 1)
+        except BlockingIOError:
+            return False
+        return True
+
+    def __del__(self) -> None:
+        for fd in {self._r, self._w} - {-1}:
+            os.close(fd)
+
+
+class Holder(Protocol):
+    """What holds a permit: a worker, with the turn it waits on."""
+
+    #: Given to hand this worker the permit.
+    turn: Turn
     #: Its thread's CPU-time clock (set at its first acquire), None where none.
     cpu_clock: int | None
     #: (when, CPU time of its thread) at the monitor's last look (see computing).
@@ -135,8 +186,12 @@ class Permit:
                 self.waiters.append(me)
             finally:
                 lock.release()
-            if self._wait_turn(me, holder, now):
-                return
+            try:
+                if self._wait_turn(me, holder, now):
+                    return
+            except BaseException:
+                self._leave_line(me)
+                raise
             # Handed over, then taken by a thief before this thread ran: again.
 
     def _wait_turn(self, me: Holder, holder: Holder, start: float) -> bool:
@@ -148,12 +203,12 @@ class Permit:
         lock = self.lock
         while True:
             wait = min(PROBE, max(self.since + time_slice() - _perf_counter(), 0.0))
-            if me.turn.acquire(True, wait):
+            if me.turn.take(wait):
                 return self.holder is me  # handed over (since was set)
             lock.acquire()
             try:
                 if me not in self.waiters:  # handed over as the wait ended
-                    me.turn.acquire(False)
+                    me.turn.take_now()
                     return self.holder is me
                 now = _perf_counter()
                 if self.holder is not holder:  # a thief took it: watch the new holder
@@ -172,6 +227,15 @@ class Permit:
             finally:
                 lock.release()
 
+    def _leave_line(self, me: Holder) -> None:
+        # The wait ended in an error: leave the line, or give back what was handed over.
+        with self.lock:
+            if me in self.waiters:
+                self.waiters.remove(me)
+                return
+            me.turn.take_now()
+        self.release(me)
+
     def release(self, me: Holder) -> None:
         """Let the permit go, to the first waiter if any; nothing if *me* lost it."""
         lock = self.lock
@@ -183,7 +247,7 @@ class Permit:
                 nxt = self.waiters.popleft()
                 self.holder = nxt
                 self.since = _perf_counter()
-                nxt.turn.release()
+                nxt.turn.give()
             else:
                 self.holder = None
         finally:

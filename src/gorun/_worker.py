@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ._compat import loop_selector, self_pipe, signal_handlers
 from ._parking import Parking
+from ._permit import Turn
 from ._selector import ParkingSelector
 from ._thread_state import running_loop
 from ._thread_state import state as thread_state
@@ -124,9 +125,8 @@ class Worker(Parking):
         self.others: tuple[Worker, ...] = ()
         #: The runtime's run permit, if this worker takes part (set by attach; _permit).
         self.permit: Permit | None = None
-        # Locked while this worker does not wait for the permit; released to hand it over.
-        self.turn = threading.Lock()
-        self.turn.acquire()
+        #: What this worker waits on for the permit (made by attach, with the permit).
+        self.turn: Turn = None  # type: ignore[assignment]
         self.cpu_clock: int | None = None  # its thread's CPU clock, for the permit
         self.cpu_sample: tuple[float, float] | None = None  # see _permit.computing
         self.init_wakeups(runtime)
@@ -150,6 +150,7 @@ class Worker(Parking):
         self.defers_wakes = GIL_ENABLED
         self.permit = self.runtime.permit
         if self.permit is not None:
+            self.turn = Turn()
             # Turns come with the permit: no hand-over or sharing of the GIL needed.
             self.shares_gil = False
         self.selector = selector

@@ -9,7 +9,7 @@ that lost it (the "convoy effect"): a server on two loops serves less than on on
 The permit makes them take turns by loop iteration instead: a stdlib worker on a GIL
 build holds it while its loop runs callbacks, and lets it go when it selects with
 nothing to do, or, busy, when another worker waits for it. A worker that waits for the
-permit waits on a lock of its own, not for the GIL, so the holder's system calls no
+permit waits on a `Turn` of its own, not for the GIL, so the holder's system calls no
 longer hand the GIL over. Its turn comes at the holder's next select: fairly, in order.
 
 Isolation stays, as Go's ``sysmon`` takes the processor of a thread stuck in a system
@@ -23,8 +23,8 @@ a tenth of its throughput, hence 2 ms. Workers of a free-threaded build, and uvl
 workers (no selector to hook), have no permit.
 
 State, guarded by ``Permit.lock``: ``holder`` is the worker whose loop runs (None: none
-does); ``waiters`` are the workers that wait for it, in order, each blocked on its own
-``turn`` lock, which the one that hands it over releases; ``since`` is when the holder
+does); ``waiters`` are the workers that wait for it, in order, each on its own
+``turn``, which the one that hands it over gives; ``since`` is when the holder
 last showed it is not stuck (it got the permit, or selected). A worker counts as
 holding it only while ``holder is self``: one that lost it to a thief finds that out at
 its next select and waits its turn.

@@ -82,8 +82,20 @@ class Server:
         await asyncio.gather(*(_run_on(p.get_loop(), p.wait_closed) for p in self._parts))
 
     async def start_serving(self) -> None:
-        """Start accepting on every worker (for servers made with ``start_serving=False``)."""
-        await asyncio.gather(*(_run_on(p.get_loop(), p.start_serving) for p in self._parts))
+        """Start accepting on every worker (for servers made with ``start_serving=False``).
+
+        The listeners of the caller's own loop start first, before the first await, as
+        asyncio's do: a client that connects once ``serve_forever()`` has started is not
+        refused (with the GIL, the other workers share their socket).
+        """
+        here = running_loop()
+        others = []
+        for part in self._parts:
+            if part.get_loop() is here:
+                await part.start_serving()
+            else:
+                others.append(part)
+        await asyncio.gather(*(_run_on(p.get_loop(), p.start_serving) for p in others))
 
     async def serve_forever(self) -> None:
         """Accept on every worker until cancelled; then close the server, as asyncio's does.

@@ -50,9 +50,13 @@ def test_runs_once_on_each_worker_in_worker_order() -> None:
 
 def test_a_failure_cancels_the_others_and_waits_for_them() -> None:
     cleaned: list[str] = []
+    # Every call starts before the failure: one not started yet is cancelled without
+    # running at all (and has no finally to run).
+    started = threading.Barrier(PROCS)
 
     async def setup() -> None:
         name = threading.current_thread().name
+        started.wait(TIMEOUT)
         if name == "gorun-worker-1":
             raise ValueError("no pool for worker 1")
         try:

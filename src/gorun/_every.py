@@ -52,8 +52,8 @@ async def on_every_worker(fn: Callable[..., Awaitable[T]], *args: Any) -> list[T
     Raises:
         TypeError: *fn* is not callable, or a call of it did not return an awaitable.
         RuntimeError: not called from code running on gorun.
-        ExceptionGroup: a call raised: the others are cancelled, as in a TaskGroup, and
-            every failure is in the group.
+        ExceptionGroup: a call raised: the others are cancelled, as in a TaskGroup (one
+            that has not started yet never runs), and every failure is in the group.
     """
     if not callable(fn):
         raise TypeError(

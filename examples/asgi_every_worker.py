@@ -1,7 +1,7 @@
 """An ASGI app (Starlette) served by uvicorn on every worker, and a local client to try it.
 
 ``gorun.listen`` binds the address once and gives each worker a listening socket of its
-own on it (``SO_REUSEPORT``); ``gorun.on_every_worker`` runs one ``uvicorn.Server`` per
+own on it (see ``echo_every_worker.py``); ``gorun.on_every_worker`` runs one ``uvicorn.Server`` per
 worker, each on its own loop. The app's lifespan runs on every worker, so what it makes
 (here an ``asyncio.Lock`` and a counter, in a real app a connection pool) belongs to
 that worker's loop, and each request sees its own worker's through ``request.state``.

@@ -1,8 +1,11 @@
 """An echo server that accepts on every worker loop, and a local client to try it.
 
-``gorun.start_server`` opens one listener per worker on the same port (``SO_REUSEPORT``),
-so the kernel spreads connections over the workers, and each connection is served by
-the worker that accepted it: its reader, writer and handler stay on that loop. The
+``gorun.start_server`` opens a listener on every worker, on the same port, and each
+connection is served by the worker that accepted it: its reader, writer and handler stay
+on that loop. On free-threaded CPython each worker has a socket of its own
+(``SO_REUSEPORT``) and the kernel spreads connections over them; with the GIL they share
+one socket and the loop free to accept takes the connection (often one loop takes them
+all: with the GIL the workers take turns anyway). The
 client opens 40 connections at once, sends a few lines on each, checks that every reply
 is its own, and prints how many connections each worker served.
 

@@ -37,6 +37,13 @@ DURATION, QUICK_DURATION = 4, 1
 _RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n%b"
 
 
+#: What every serving case reports: the first is the one ratios compare.
+_MEASURES = [
+    Metric("per_request", "per request (1 / requests/s)", "us", 1e6),
+    Metric("p99", "p99 latency", "ms", 1e3),
+]
+
+
 def work() -> bytes:
     """The fixed Python work of one request, and its body."""
     return str(sum(i * i for i in range(WORK))).encode()
@@ -176,10 +183,7 @@ def cases(procs: int) -> list[MetricCase]:
             f"-c{CONNECTIONS}, server in its own process",
             baseline=base,
             peers=peers,
-            measures=[
-                Metric("per_request", "per request (1 / requests/s)", "us", 1e6),
-                Metric("p99", "p99 latency", "ms", 1e3),
-            ],
+            measures=_MEASURES,
             targets=targets,
             max_rounds=3,
         )
@@ -227,10 +231,7 @@ def framework_cases(procs: int) -> list[MetricCase]:
             f"-c{CONNECTIONS}, unmodified app",
             baseline=base,
             peers=peers,
-            measures=[
-                Metric("per_request", "per request (1 / requests/s)", "us", 1e6),
-                Metric("p99", "p99 latency", "ms", 1e3),
-            ],
+            measures=_MEASURES,
             targets=[
                 Target(ours, base, 1.0, note="requests/s at least stock asyncio's"),
                 Target(ours, base, 1.0, metric="p99", note="p99 at most stock asyncio's"),

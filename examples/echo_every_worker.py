@@ -4,8 +4,8 @@
 connection is served by the worker that accepted it: its reader, writer and handler stay
 on that loop. On free-threaded CPython each worker has a socket of its own
 (``SO_REUSEPORT``) and the kernel spreads connections over them; with the GIL they share
-one socket and the loop free to accept takes the connection (often one loop takes them
-all: with the GIL the workers take turns anyway). The
+one socket, and the caller's loop takes the connections while it can (with the GIL the
+workers take turns anyway), the others only while it is stuck. The
 client opens 40 connections at once, sends a few lines on each, checks that every reply
 is its own, and prints how many connections each worker served.
 

@@ -166,6 +166,61 @@ def test_listen_errors_leave_nothing_open() -> None:
     assert _open_sockets() == before
 
 
+@pytest.mark.skipif(not SHARED, reason="stand-by listeners: a GIL build with the run permit")
+def test_the_listening_worker_accepts_and_the_others_take_over_when_it_stops(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # With a shared socket, the worker that called listen() accepts every connection
+    # while its loop takes them promptly (in its select, or it selected within the
+    # recheck time, made long here so that a slow machine cannot make it look stuck);
+    # once it stops serving, the stand-by workers accept.
+    monkeypatch.setattr(gorun._parking, "STANDBY_RECHECK", 1.0)
+    ready: gorun.Chan[None] = gorun.Chan(PROCS)
+    stop_home: gorun.Chan[None] = gorun.Chan()
+    stop: gorun.Chan[None] = gorun.Chan()
+    home_closed: gorun.Chan[None] = gorun.Chan(1)
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(threading.current_thread().name.encode() + b"\n")
+        await writer.drain()
+        writer.close()
+
+    async def serve(listeners: gorun.Listeners) -> None:
+        (sock,) = listeners.sockets()
+        home = threading.current_thread() is threading.main_thread()
+        async with await asyncio.start_server(handle, sock=sock):
+            await ready.send(None)
+            await (stop_home if home else stop).recv_ok()
+        if home:
+            await home_closed.send(None)
+
+    def client(port: int, n: int) -> Counter[str]:
+        served: Counter[str] = Counter()
+        for _ in range(n):  # one at a time: each after the last was served
+            with socket.create_connection(("127.0.0.1", port), TIMEOUT) as conn, \
+                    conn.makefile("rb") as f:
+                served[f.readline().decode().strip()] += 1
+        return served
+
+    async def main() -> tuple[Counter[str], Counter[str]]:
+        with await gorun.listen("127.0.0.1", 0) as listeners:
+            serving = asyncio.ensure_future(gorun.on_every_worker(serve, listeners))
+            for _ in range(PROCS):
+                await ready.recv()
+            first = await asyncio.to_thread(client, listeners.port, 20)
+            stop_home.close()  # the home worker's server closes its socket
+            await home_closed.recv()
+            second = await asyncio.to_thread(client, listeners.port, 20)
+            stop.close()
+            await asyncio.wait_for(serving, TIMEOUT)
+        return first, second
+
+    first, second = gorun.run(main(), procs=PROCS)
+    assert first == {"MainThread": 20}
+    assert sum(second.values()) == 20
+    assert set(second) <= {"gorun-worker-1", "gorun-worker-2"}, second
+
+
 def _open_sockets() -> int:
     import os
 

@@ -11,6 +11,7 @@ that take sockets (``uvicorn.Server.serve(sockets=...)``, aiohttp's ``SockSite``
 from __future__ import annotations
 
 import asyncio
+import functools
 import socket
 import threading
 from collections.abc import Awaitable, Callable
@@ -99,8 +100,10 @@ class Listeners:
     Made by [`gorun.listen()`][gorun.listen], which makes every worker's sockets at
     once, one per bound address and worker. On a free-threaded build each is bound to
     the address with ``SO_REUSEPORT``, and the kernel spreads new connections over the
-    workers; on a GIL build they are duplicates of one socket, and the loop free to
-    accept a connection takes it (with the GIL, spreading connections buys no CPU).
+    workers; on a GIL build they are duplicates of one socket, and the worker that
+    called ``listen()`` accepts the connections while its loop takes them promptly, the
+    others only while it is stuck in a callback (with the GIL, spreading connections
+    buys no CPU).
     ``sockets()``, called on a worker, returns that worker's; hand them to a server that
     takes sockets, on that worker. A connection the kernel gives to a worker whose
     server has not started yet waits in that socket's backlog: every worker must serve
@@ -115,7 +118,7 @@ class Listeners:
         # Guarded by _lock: whether close() ran.
         self._closed = False
         self._by_worker = by_worker  # never changed: read without the lock
-        self._first = first
+        self._addresses = [s.getsockname() for s in first]
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"workers={len(self._by_worker)}"
@@ -123,8 +126,9 @@ class Listeners:
 
     @property
     def addresses(self) -> list[Any]:
-        """The bound addresses (``getsockname()`` of each first socket)."""
-        return [s.getsockname() for s in self._first if s.fileno() >= 0]
+        """The bound addresses (``getsockname()`` of each socket of the worker that bound
+        them, as bound: still known once a server closed the sockets)."""
+        return list(self._addresses)
 
     @property
     def port(self) -> int:
@@ -207,12 +211,11 @@ async def listen(
             sock = socket.socket(af, socktype, proto)
             first.append(sock)
             _bind(sock, addr, backlog, v6only=True)
-        shared = shares_listeners(worker)
         for other in worker.runtime.workers:
             if other is not worker:
                 by_worker[other] = mine = []
                 for sock in first:
-                    mine.append(worker_socket(sock, backlog, shared=shared))
+                    mine.append(worker_socket(sock, backlog, worker, other))
     except BaseException:
         for socks in by_worker.values():
             for s in socks:
@@ -227,22 +230,28 @@ def shares_listeners(worker: Worker) -> bool:
     With the GIL the workers take turns (the run permit), and spreading connections
     over them buys no CPU: the kernel's ``SO_REUSEPORT`` hashing would still hand a
     worker its share while it is busy, or blocked, and each turn between workers costs.
-    So on a GIL build every worker serves a duplicate of the same socket: a connection
-    is accepted by whichever loop is free to accept it first (the running one, as a
-    rule; another one while it is blocked). On a free-threaded build, where the workers
-    run at once, each has a socket of its own with ``SO_REUSEPORT``, and the kernel
-    spreads connections over them.
+    So on a GIL build every worker serves a duplicate of the same socket, and the worker
+    that bound it (the leader) accepts the connections while it takes them promptly;
+    the others stand by, and accept only while its loop is stuck in a callback (see
+    ``ParkingSelector.stand_by``). On a free-threaded build, where the workers run at
+    once, each has a socket of its own with ``SO_REUSEPORT``, and the kernel spreads
+    connections over them.
     """
     return worker.runtime.permit is not None
 
 
-def worker_socket(sock: Any, backlog: int, *, shared: bool) -> socket.socket:
-    """Another worker's listening socket for *sock*'s address: a duplicate of *sock*
-    (one accept queue for all) if *shared*, else a `twin`."""
-    if not shared:
+def worker_socket(sock: Any, backlog: int, leader: Worker, worker: Worker) -> socket.socket:
+    """*worker*'s listening socket for the address of *leader*'s *sock*.
+
+    A stand-by duplicate of *sock* where the workers share listeners (one accept queue
+    for all, which *worker* serves only while *leader* is stuck), else a `twin`.
+    """
+    if not shares_listeners(leader):
         return twin(sock, backlog)
     new: socket.socket = sock.dup()
     new.setblocking(False)
+    if worker.selector is not None:
+        worker.selector.stand_by(new, functools.partial(leader.takes_connections, sock))
     return new
 
 

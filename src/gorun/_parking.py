@@ -26,7 +26,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ._selector import ParkingSelector, base_select
+from ._selector import STANDBY_RECHECK, ParkingSelector, base_select
 from ._wakeup import SHARE_EVERY, Wakeups, perf_counter
 
 if TYPE_CHECKING:
@@ -97,9 +97,12 @@ class Parking(Wakeups):
         # loop that watches a socket or handles signals polls every time, as asyncio
         # does.
         selector: Any = self.selector
-        events = (
-            base_select(selector, 0) if len(selector.watched) > 1 or selector.signals else []
-        )
+        if len(selector.watched) > 1 or selector.signals:
+            events = base_select(selector, 0)
+            if selector.standby:
+                events = selector.screen(events)
+        else:
+            events = []
         if self.inbox:
             self.drain_inbox()
         if self.runq or self.runnext is not None:
@@ -174,6 +177,20 @@ class Parking(Wakeups):
         self.selects += 1
         if self.permit is not None:
             self.permit.release(self)
+
+    def takes_connections(self, sock: Any) -> bool:
+        """Whether this worker accepts promptly on its listening socket *sock*.
+
+        True if its loop watches *sock* and is in its select, or selected within
+        ``STANDBY_RECHECK`` (not stuck in a callback). Read from other threads, by the
+        stand-by listeners that leave connections to this worker (see
+        ``ParkingSelector.stand_by``); a hint, as the answer may change at once.
+        """
+        fd = sock.fileno()
+        selector = self.selector
+        if fd < 0 or selector is None or fd not in selector.watched:
+            return False
+        return self.parked or perf_counter() - self.last_select <= STANDBY_RECHECK
 
     def _watch(self) -> float | None:
         # The last worker to park (every other one parked and not woken; between workers

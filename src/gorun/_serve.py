@@ -10,9 +10,9 @@ The first listener is made on the caller's own loop with the caller's arguments 
 may resolve to several addresses, ``port`` may be 0); every other worker then gets a
 socket for each of its sockets (``_every.worker_socket``): on a free-threaded build a
 twin bound to the same address and port with ``SO_REUSEPORT``, so that the kernel
-spreads new connections over the workers; on a GIL build a duplicate of the same
-socket, so that the loop free to accept a connection takes it (see
-``_every.shares_listeners``). Each is served by an ``asyncio.Server`` of its own
+spreads new connections over the workers; on a GIL build a stand-by duplicate of the
+same socket, so that the caller's loop accepts while it can and the others only while
+it is stuck (see ``_every.shares_listeners``). Each is served by an ``asyncio.Server`` of its own
 worker's loop. `Server` holds them all and drives each on its own loop.
 """
 
@@ -24,7 +24,7 @@ import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
-from ._every import caller_worker, shares_listeners, worker_socket
+from ._every import caller_worker, worker_socket
 from ._thread_state import running_loop
 from ._worker import call_in_loop
 
@@ -150,9 +150,9 @@ async def create_server(
     *protocol_factory* there, so a connection's transport, protocol and the goroutines
     it starts stay on the worker that accepted it. On a free-threaded build each
     worker's listener has a socket of its own (``SO_REUSEPORT``: the kernel spreads new
-    connections over them); on a GIL build they share one socket, and the loop that is
-    free to accept takes the connection (the running one as a rule, the others while
-    it is blocked): with the GIL, spreading connections buys no CPU.
+    connections over them); on a GIL build they share one socket, which the caller's
+    worker serves while its loop takes connections promptly, and the others only while
+    it is stuck in a callback: with the GIL, spreading connections buys no CPU.
     Call it from code running on gorun (``gorun.run``, a ``gorun.Loop``, a goroutine).
 
     Args:
@@ -180,13 +180,12 @@ async def create_server(
     first = await loop.create_server(protocol_factory, host, port, reuse_port=True, **kwargs)
     parts = [first]
     try:
-        shared = shares_listeners(worker)
         for other in worker.runtime.workers:
             if other is worker:
                 continue
             for sock in first.sockets:
                 backlog = kwargs.get("backlog", _DEFAULT_BACKLOG)
-                twin_sock = worker_socket(sock, backlog, shared=shared)
+                twin_sock = worker_socket(sock, backlog, worker, other)
                 parts.append(await _run_on(other.loop, _serve_on, other.loop,
                                            protocol_factory, twin_sock, kwargs))
     except BaseException:

@@ -95,7 +95,7 @@ class Server:
                 await part.start_serving()
             else:
                 others.append(part)
-        await asyncio.gather(*(_run_on(p.get_loop(), p.start_serving) for p in others))
+        await asyncio.gather(*(_run_on(p.get_loop(), _start_if_open, p) for p in others))
 
     async def serve_forever(self) -> None:
         """Accept on every worker until cancelled; then close the server, as asyncio's does.
@@ -107,9 +107,10 @@ class Server:
             raise RuntimeError(f"server {self!r} is already being awaited on serve_forever()")
         if not self._parts or all(p.sockets == () for p in self._parts):
             raise RuntimeError(f"server {self!r} is closed")
-        await self.start_serving()
         self._serving_forever = self._loop.create_future()
         try:
+            # Inside the try: cancelled while the other workers start, it still closes.
+            await self.start_serving()
             await self._serving_forever
         finally:
             self._serving_forever = None
@@ -253,6 +254,13 @@ async def _serve_on(
     except BaseException:
         sock.close()
         raise
+
+
+async def _start_if_open(part: asyncio.Server) -> None:
+    # On part's loop: start it unless a close() posted meanwhile ran first (asyncio's
+    # start_serving() would then fail, and leave it counted as serving).
+    if part.sockets:
+        await part.start_serving()
 
 
 def _call_on(loop: asyncio.AbstractEventLoop, fn: Callable[[], object]) -> None:

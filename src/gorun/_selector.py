@@ -145,16 +145,22 @@ class ParkingSelector(_BaseSelector):  # type: ignore[misc,valid-type]
         self, timeout: float | None
     ) -> list[tuple[selectors.SelectorKey, int]]:
         # select_parked through the platform selector's own select().
-        wake_fd = self.wake_fd
         events = base_select(self, timeout)
         self.got_any = bool(events)
+        self._take_wake_event(events)
+        return events
+
+    def _take_wake_event(self, events: list[tuple[selectors.SelectorKey, int]]) -> bool:
+        # Take the self-pipe's event out of *events* and read its bytes; True if it was
+        # there. Not while the loop has signal handlers (their numbers come as bytes).
+        wake_fd = self.wake_fd
         if wake_fd >= 0 and not self.signals:
             for i, (key, _) in enumerate(events):
                 if key.fd == wake_fd:
                     self.read_wake_bytes()
                     del events[i]
-                    break
-        return events
+                    return True
+        return False
 
     def stand_by(self, sock: socket.socket, leader_takes: Callable[[], bool]) -> bool:
         """Serve the listening socket *sock* only while ``leader_takes()`` is False.
@@ -238,14 +244,7 @@ class ParkingSelector(_BaseSelector):  # type: ignore[misc,valid-type]
                 due = max(self.rearm_at - _perf_counter(), 0.0)
                 wait = due if wait is None else min(wait, due)
             events = base_select(self, wait)
-            woke = False
-            if self.wake_fd >= 0 and not self.signals:
-                for i, (key, _) in enumerate(events):
-                    if key.fd == self.wake_fd:
-                        self.read_wake_bytes()
-                        del events[i]
-                        woke = True
-                        break
+            woke = self._take_wake_event(events)
             kept = self.screen(events) if self.standby else events
             if kept or woke or (deadline is not None and _perf_counter() >= deadline):
                 self.got_any = bool(kept) or woke

@@ -227,7 +227,7 @@ class Goroutine(Generic[T]):
 
     # -- start and finish (on the worker's thread) ---------------------------------------
 
-    def _start_on(self, worker: Worker) -> bool:
+    def _start_on(self, worker: Worker) -> asyncio.Task[T] | None:
         # acquire() and release() here and in _complete(), which run per goroutine, not
         # `with`: that costs twice as much on CPython 3.11 (about 2,000 instructions).
         lock = _LOCKS[self.id & _LOCK_MASK]
@@ -235,7 +235,7 @@ class Goroutine(Generic[T]):
         try:
             coro: Coroutine[Any, Any, T] | None = self._value
             if self._state is not _PENDING or coro is None:
-                return False  # cancelled while queued
+                return None  # cancelled while queued
             self._state = _RUNNING
             self._worker = worker
             self._value = None
@@ -263,14 +263,14 @@ class Goroutine(Generic[T]):
             coro.close()
             worker.runtime.goroutine_exited(self)
             self._complete(None, exc)
-            return False
+            return None
         self._task = task
         worker.started += 1
         # The handle itself is the Task's done callback (see __call__): no bound method
         # per goroutine. It runs in the goroutine's own context, which nothing else
         # enters once the Task is done, rather than in a copy of the current one.
         task.add_done_callback(self, context=context)
-        return True
+        return task
 
     def _on_task_done(self, task: asyncio.Task[T]) -> None:
         # Runs on the Task's loop, from its done callback or from a same-loop awaiter

@@ -56,6 +56,12 @@ def time_slice() -> float:
 #: within about PROBE, one that computes keeps it for up to SLICE.
 PROBE = 2e-3
 BLOCKED = 0.1
+#: How long a loop whose thread computes may go without selecting and still count as
+#: busy rather than stuck (what asyncio's debug mode calls a slow callback): until then
+#: an idle worker would only contend with it for the GIL, so it neither steals its
+#: queued goroutines nor accepts the connections left to it (see _placement, _parking).
+#: A loop whose thread blocks counts as stuck much sooner.
+COMPUTE_LIMIT = 0.1
 
 _perf_counter = time.perf_counter
 _getcpuclockid = getattr(time, "pthread_getcpuclockid", None)
@@ -71,9 +77,9 @@ def _thread_clock() -> int | None:
         return None
 
 
-def _cpu_time(holder: Holder | None) -> float | None:
-    # CPU seconds the holder's thread has used, or None where that cannot be read (a
-    # thread that has ended, or no per-thread clock).
+def cpu_time(holder: Holder | None) -> float | None:
+    """CPU seconds the holder's thread has used; None where that cannot be read (a
+    thread that has ended, no per-thread clock)."""
     clock = None if holder is None else holder.cpu_clock
     if clock is None:
         return None
@@ -150,7 +156,7 @@ def computing(holder: Holder, now: float) -> bool:
     queued: the share of CPU time the thread used since the previous look, against
     BLOCKED. The first look, and a thread whose clock cannot be read, count as running.
     """
-    cpu = _cpu_time(holder)
+    cpu = cpu_time(holder)
     last = holder.cpu_sample
     holder.cpu_sample = None if cpu is None else (now, cpu)
     if cpu is None or last is None or now <= last[0]:
@@ -199,7 +205,7 @@ class Permit:
         # is found stuck: blocked (its thread used less than BLOCKED of the CPU time
         # since this wait began: time.sleep, a blocking call) at a look every PROBE, or
         # computing for SLICE without a select. True once held.
-        cpu0 = _cpu_time(holder)
+        cpu0 = cpu_time(holder)
         lock = self.lock
         while True:
             wait = min(PROBE, max(self.since + time_slice() - _perf_counter(), 0.0))
@@ -213,9 +219,9 @@ class Permit:
                 now = _perf_counter()
                 if self.holder is not holder:  # a thief took it: watch the new holder
                     holder, start = self.holder, now  # type: ignore[assignment]
-                    cpu0 = _cpu_time(holder)
+                    cpu0 = cpu_time(holder)
                     continue
-                cpu = _cpu_time(holder)
+                cpu = cpu_time(holder)
                 blocked = cpu is not None and cpu0 is not None and (
                     cpu - cpu0 < BLOCKED * (now - start)
                 )

@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ._permit import Permit, computing, time_slice
+from ._permit import COMPUTE_LIMIT, Permit, computing
 from ._wakeup import GIL_ENABLED
 
 if TYPE_CHECKING:
@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 
 #: How long a worker may hold back a wake-up before the monitor sends it.
 DEFER_LIMIT = 1e-3
+
 
 
 class Placement:
@@ -223,14 +224,16 @@ class Placement:
     def _stuck(self, w: Worker, now: float) -> bool:
         # Whether a thief would help with w's queue: always on a free-threaded build;
         # with the GIL, if w's loop has not selected for stuck_after (it runs a long
-        # callback, or blocks in one); with the run permit, only if it blocks (or has
-        # not selected for a whole SLICE): a thief could not run while it computes.
+        # callback, or blocks in one). With the run permit (w.permit: a uvloop worker
+        # takes no part), only if its thread blocks, or has computed for COMPUTE_LIMIT:
+        # a thief would only contend with it for the GIL, and take goroutines from a
+        # loop that is merely busy starting them (one that spawns thousands at once).
         if not GIL_ENABLED:
             return True
         idle_for = now - w.last_select
         if idle_for <= self.stuck_after:
             return False
-        if self.permit is None or idle_for > time_slice():
+        if w.permit is None or idle_for > COMPUTE_LIMIT:
             return True
         return not computing(w, now)
 

@@ -46,18 +46,25 @@ if TYPE_CHECKING:
     from ._permit import Permit
     from ._runtime import Runtime
 
-#: The most goroutines one tick starts when the worker keeps up with its queue, if it is
-#: the runtime's only worker. A goroutine started can never move: if it blocks this
-#: thread, the ones started with it wait too, while those left queued can still be
-#: stolen. So with other workers a tick starts one (a batch of up to 8 was tried, and
-#: pinned two goroutines that block behind each other). A lone worker has nobody to hand
-#: work to: its batch grows (doubling) while a full batch ran quickly, less than
-#: FAST_TICK per goroutine between ticks, which also bounds how long started goroutines
-#: hold up I/O on this loop; a slow tick resets it to 1. An empty tick proves nothing.
+#: The most goroutines one tick starts. On an asyncio loop a tick runs each goroutine it
+#: starts up to its first await before it takes the next (see _start_eagerly), until
+#: EAGER_SLICE has passed: a goroutine that blocks this thread holds up no other, which
+#: stays queued and can be stolen. Where gorun cannot run a Task's first step itself
+#: (uvloop, asyncio's debug mode) a started goroutine waits for the loop's next iteration,
+#: and one that blocks the thread there holds up those started with it, which can no
+#: longer move. So there, with other workers, a tick starts one (a batch of up to 8 was
+#: tried, and pinned two goroutines that block behind each other). A lone worker has
+#: nobody to hand work to: its batch grows (doubling) while a full batch ran quickly,
+#: less than FAST_TICK per goroutine between ticks, which also bounds how long started
+#: goroutines hold up I/O on this loop; a slow tick resets it to 1. An empty tick proves
+#: nothing.
 MAX_BATCH = 64
 #: A tick interval shorter than this per goroutine of the last batch means that the batch
 #: ran quickly: start more per tick.
 FAST_TICK = 50e-6
+#: How long one tick may go on starting goroutines eagerly before it lets the loop select
+#: (and run I/O callbacks) again.
+EAGER_SLICE = 0.5e-3
 
 
 class Startable(Protocol):
@@ -66,8 +73,9 @@ class Startable(Protocol):
     #: ``perf_counter()`` when it was queued (0.0 once started); thieves read it.
     _queued_at: float
 
-    def _start_on(self, worker: Worker) -> bool:
-        """Start it on *worker*'s loop (its thread); False if it was cancelled meanwhile."""
+    def _start_on(self, worker: Worker) -> asyncio.Future[Any] | None:
+        """Start it on *worker*'s loop (its thread): its Task; None if it was cancelled
+        meanwhile, or could not start."""
 
     def _cancel_queued(self, msg: Any) -> bool:
         """Cancel it before any worker started it; False if one did first."""
@@ -119,6 +127,9 @@ class Worker(Parking):
         # other workers only: it is what thieves look at, see Runtime.steal_into).
         self.last_select = 0.0
         self._max_batch = MAX_BATCH if runtime.procs == 1 else 1  # see tick
+        #: The loop's queue of ready callbacks, where a tick can run a Task's first step
+        #: itself (an asyncio loop, set by attach); None where it cannot.
+        self.ready: deque[Any] | None = None
         # Guarded by runtime.lock: this worker was woken to look for work to steal.
         self.spinning = False
         #: The runtime's other workers (set by the runtime once it made them all).
@@ -147,6 +158,7 @@ class Worker(Parking):
             return
         self.kind = "asyncio"
         self.parks_in_selector = True
+        self.ready = getattr(loop, "_ready", None)
         self.defers_wakes = GIL_ENABLED
         self.permit = self.runtime.permit
         if self.permit is not None:
@@ -312,34 +324,11 @@ class Worker(Parking):
                 self.parked = False
         if self.inbox:
             self.drain_inbox()
-        batch = self._batch  # how many to start: see MAX_BATCH
-        if self._started_last == batch and interval < FAST_TICK * batch:
-            batch = min(batch * 2, self._max_batch)
+        ready = self.ready
+        if ready is not None and not self.loop._debug:  # type: ignore[attr-defined]
+            more = self._start_eagerly(ready, now)
         else:
-            batch = 1
-        self._batch = batch
-        runq = self.runq
-        # Made before taking the lock, which must not allocate an object the garbage
-        # collector tracks: a finalizer run by a collection there could call go().
-        taken: list[Startable] = []
-        lock = self.lock
-        lock.acquire()  # not `with`: see push_local
-        try:
-            g = self.runnext
-            if g is not None:
-                self.runnext = None
-            elif runq:
-                g = runq.popleft()
-            while runq and len(taken) < batch - 1:
-                taken.append(runq.popleft())
-            more = runq or self.inbox
-        finally:
-            lock.release()
-        self._started_last = 0 if g is None else 1 + len(taken)
-        if g is not None:
-            g._start_on(self)
-        for g in taken:
-            g._start_on(self)
+            more = self._start_batch(interval)
         if more:
             if not self._tick_scheduled:  # schedule_tick(), inline (tests/test_copies.py)
                 self._tick_scheduled = True
@@ -353,6 +342,71 @@ class Worker(Parking):
                 self._wake_a_thief(now)
         elif not parks:
             self.idle_without_selector()
+
+    def _take_next(self) -> Startable | None:
+        # The next goroutine to start, runnext first (owner thread).
+        lock = self.lock
+        lock.acquire()  # not `with`: see push_local
+        try:
+            g = self.runnext
+            if g is not None:
+                self.runnext = None
+            elif self.runq:
+                g = self.runq.popleft()
+        finally:
+            lock.release()
+        return g
+
+    def _start_eagerly(self, ready: deque[Any], now: float) -> bool:
+        # Start queued goroutines one at a time, each run up to its first await before
+        # the next is taken (see EAGER_SLICE): one that blocks this thread holds up no
+        # other, which stays queued and can be stolen. Returns whether work is left.
+        deadline = now + EAGER_SLICE
+        for _ in range(MAX_BATCH):
+            g = self._take_next()
+            if g is None:
+                return bool(self.inbox)
+            task = g._start_on(self)
+            # The Task's first step, which it just queued, runs now rather than after
+            # the next select (asyncio's "eager start", as the loop would run it: with
+            # its own context, exception handling and current task).
+            if task is not None and ready:
+                step = ready[-1]
+                if getattr(step._callback, "__self__", None) is task:
+                    ready.pop()
+                    step._run()
+            if perf_counter() > deadline:
+                break
+        return bool(self.runq or self.runnext is not None or self.inbox)
+
+    def _start_batch(self, interval: float) -> bool:
+        # Start a batch of queued goroutines, whose first steps run after the next
+        # select (a loop whose ready queue gorun cannot reach: uvloop, debug mode).
+        batch = self._batch  # how many to start: see MAX_BATCH
+        if self._started_last == batch and interval < FAST_TICK * batch:
+            batch = min(batch * 2, self._max_batch)
+        else:
+            batch = 1
+        self._batch = batch
+        runq = self.runq
+        # Made before taking the lock, which must not allocate an object the garbage
+        # collector tracks: a finalizer run by a collection there could call go().
+        taken: list[Startable] = []
+        g = self._take_next()
+        lock = self.lock
+        lock.acquire()  # not `with`: see push_local
+        try:
+            while runq and len(taken) < batch - 1:
+                taken.append(runq.popleft())
+            more = bool(runq or self.inbox)
+        finally:
+            lock.release()
+        self._started_last = 0 if g is None else 1 + len(taken)
+        if g is not None:
+            g._start_on(self)
+        for g in taken:
+            g._start_on(self)
+        return more
 
     def _wake_a_thief(self, now: float) -> None:
         # Goroutines are left queued after a tick: wake an idle worker if the oldest has

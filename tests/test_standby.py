@@ -7,6 +7,7 @@ from __future__ import annotations
 import selectors
 import socket
 import time
+import types
 from collections.abc import Iterator
 
 import pytest
@@ -118,3 +119,52 @@ def test_closed_stand_by_sockets_are_forgotten(
         assert selector.screen([]) == []
         assert fd not in selector.standby
         assert selector.select_parked(0) == []  # the plain path again
+
+
+class _Leader:
+    """Just what Parking.takes_connections reads of a worker."""
+
+    def __init__(self, sock: socket.socket, permit: bool) -> None:
+        selector = types.SimpleNamespace(watched={sock.fileno(): "accept"})
+        self.selector = selector
+        self.parked = False
+        self.last_select = 0.0
+        self.permit = object() if permit else None
+        self.leader_sample: tuple[float, float] | None = None
+
+
+@pytest.mark.parametrize("permit", [True, False])
+def test_a_leader_that_computes_takes_connections_and_one_that_blocks_does_not(
+    monkeypatch: pytest.MonkeyPatch, permit: bool
+) -> None:
+    # The leader last selected at 0. Each look gives the time and its thread's CPU time.
+    from gorun import _parking
+
+    looks = iter(
+        [
+            (0.005, 0.005),  # selected within STANDBY_RECHECK: takes them
+            (0.020, 0.020),  # a long iteration, first look: wait for the next
+            (0.030, 0.029),  # it computed since: busy, takes them
+            (0.040, 0.0295),  # its thread hardly ran: blocked
+            (0.050, 0.039),  # it computes again
+            (0.500, 0.480),  # computing past COMPUTE_LIMIT: stuck
+        ]
+    )
+    now = [0.0, 0.0]
+
+    def clock() -> float:
+        return now[0]
+
+    monkeypatch.setattr(_parking, "perf_counter", clock)
+    monkeypatch.setattr(_parking, "cpu_time", lambda _: now[1])
+    with socket.create_server(("127.0.0.1", 0)) as sock:
+        leader = _Leader(sock, permit)
+        answers = []
+        for now[0], now[1] in looks:
+            answers.append(_parking.Parking.takes_connections(leader, sock))  # type: ignore[arg-type]
+    if permit:
+        assert answers == [True, True, True, False, True, False]
+    else:  # no permit: a long iteration is a stuck leader, as a thief would see it
+        assert answers == [True, False, False, False, False, False]
+    leader.parked = True  # in its select, but its socket is closed: it takes none
+    assert not _parking.Parking.takes_connections(leader, sock)  # type: ignore[arg-type]

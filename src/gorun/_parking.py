@@ -26,6 +26,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ._permit import BLOCKED, COMPUTE_LIMIT, cpu_time
 from ._selector import STANDBY_RECHECK, ParkingSelector, base_select
 from ._wakeup import SHARE_EVERY, Wakeups, perf_counter
 
@@ -53,6 +54,7 @@ class Parking(Wakeups):
     turn: Turn
     cpu_clock: int | None
     cpu_sample: tuple[float, float] | None
+    leader_sample: tuple[float, float] | None
     schedule_tick: Callable[[], None]
     drain_inbox: Callable[[], None]
     has_queued: Callable[[], bool]
@@ -182,15 +184,36 @@ class Parking(Wakeups):
         """Whether this worker accepts promptly on its listening socket *sock*.
 
         True if its loop watches *sock* and is in its select, or selected within
-        ``STANDBY_RECHECK`` (not stuck in a callback). Read from other threads, by the
-        stand-by listeners that leave connections to this worker (see
-        ``ParkingSelector.stand_by``); a hint, as the answer may change at once.
+        ``STANDBY_RECHECK``; with the run permit, also while its thread computes in a
+        long iteration, up to ``COMPUTE_LIMIT``: another worker that accepted would only
+        contend with it for the GIL, and keep the connection. False if it is stuck (a
+        callback blocks its thread). Read from other threads, by the stand-by listeners
+        that leave connections to this worker (see ``ParkingSelector.stand_by``), about
+        every ``STANDBY_RECHECK`` while a connection waits; a hint, as the answer may
+        change at once.
         """
         fd = sock.fileno()
         selector = self.selector
         if fd < 0 or selector is None or fd not in selector.watched:
             return False
-        return self.parked or perf_counter() - self.last_select <= STANDBY_RECHECK
+        if self.parked:
+            return True
+        now = perf_counter()
+        busy_for = now - self.last_select
+        if busy_for <= STANDBY_RECHECK:
+            return True
+        if self.permit is None or busy_for > COMPUTE_LIMIT:
+            return False
+        # The share of the CPU its thread used since the last look, as the permit's
+        # probe measures it; a first look (none within two rechecks) waits for the next.
+        cpu = cpu_time(self)
+        last = self.leader_sample
+        self.leader_sample = None if cpu is None else (now, cpu)
+        if cpu is None:
+            return False
+        if last is None or not 0 < now - last[0] <= 2 * STANDBY_RECHECK:
+            return True
+        return cpu - last[1] >= BLOCKED * (now - last[0])
 
     def _watch(self) -> float | None:
         # The last worker to park (every other one parked and not woken; between workers

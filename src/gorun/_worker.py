@@ -140,6 +140,7 @@ class Worker(Parking):
         self.turn: Turn = None  # type: ignore[assignment]
         self.cpu_clock: int | None = None  # its thread's CPU clock, for the permit
         self.cpu_sample: tuple[float, float] | None = None  # see _permit.computing
+        self.leader_sample: tuple[float, float] | None = None  # see takes_connections
         self.init_wakeups(runtime)
 
     def __repr__(self) -> str:

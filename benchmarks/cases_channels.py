@@ -381,7 +381,7 @@ def cases() -> list[Case]:
             ops=20_000,
             quick_ops=4_000,
             targets=[
-                Target("gorun.Chan, go(local=True)", "asyncio.Queue(1)", 1.0),
+                Target("gorun.Chan, go(local=True)", "asyncio.Queue(1)", 0.8),
                 Target("gorun.Chan, go(local=True)", "trio memory channel", 0.5),
                 Target("gorun.Chan, go(local=True)", "anyio memory stream (asyncio)", 0.5),
             ],
@@ -397,7 +397,7 @@ def cases() -> list[Case]:
             },
             ops=20_000,
             quick_ops=4_000,
-            targets=[Target("gorun.Chan, two go() goroutines", "asyncio.Queue(1)", 1.5)],
+            targets=[Target("gorun.Chan, two go() goroutines", "asyncio.Queue(1)", 0.8)],
         ),
         Case(
             name="pingpong-cross-loop",

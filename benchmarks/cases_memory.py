@@ -226,7 +226,7 @@ def _case(count: int, thread_count: int | None, rounds: int) -> MetricCase:
         peers=peers,
         measures=[Metric("bytes", "per parked waiter", "B"),
                   Metric("time", "to start and park", "us", 1e6)],
-        targets=[Target(f"gorun goroutine, {c}", f"asyncio task, {c}", 1.3)],
+        targets=[Target(f"gorun goroutine, {c}", f"asyncio task, {c}", 1.15)],
         max_rounds=rounds,
     )
 

@@ -86,8 +86,8 @@ def cases() -> list[Case]:
             ops=20_000,
             quick_ops=4_000,
             targets=[
-                Target("gorun go + await, procs=1", "asyncio create_task + gather", 1.5),
-                Target("gorun go + await, procs=2", "asyncio create_task + gather", 1.5),
+                Target("gorun go + await, procs=1", "asyncio create_task + gather", 1.2),
+                Target("gorun go + await, procs=2", "asyncio create_task + gather", 1.2),
             ],
         ),
     ]

@@ -15,12 +15,17 @@ loop's self-pipe) or supplies the whole hot function (`LoopBase.call_soon`).
 from __future__ import annotations
 
 import asyncio
+import asyncio.base_events
 import asyncio.events
+import asyncio.format_helpers
 import contextvars
+import heapq
+import math
 import operator
 import selectors
 import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVarTuple
 
@@ -51,8 +56,21 @@ task_factory_of: Callable[[Any], Any] = operator.attrgetter("_task_factory")
 # -- loops ---------------------------------------------------------------------------------
 
 _Handle = asyncio.Handle
+_TimerHandle = asyncio.TimerHandle
 _new_handle = object.__new__
 _base_call_soon = asyncio.SelectorEventLoop.call_soon
+_base_run_once = asyncio.SelectorEventLoop._run_once  # type: ignore[attr-defined]
+_base_time = asyncio.SelectorEventLoop.time
+_monotonic = time.monotonic
+_heappop = heapq.heappop
+_base = asyncio.base_events
+_MAXIMUM_SELECT_TIMEOUT: float = _base.MAXIMUM_SELECT_TIMEOUT  # type: ignore[attr-defined]
+_MIN_SCHEDULED: int = _base._MIN_SCHEDULED_TIMER_HANDLES  # type: ignore[attr-defined]
+_MIN_CANCELLED: float = _base._MIN_CANCELLED_TIMER_HANDLES_FRACTION  # type: ignore[attr-defined]
+# From 3.15, the end of "due now" is at least one ulp past now.
+_ULP_END = sys.version_info >= (3, 15)
+# From 3.14, the callback's description in an error report takes the loop's debug flag.
+_FORMAT_DEBUG = sys.version_info >= (3, 14)
 
 
 class LoopBase(asyncio.SelectorEventLoop):
@@ -95,6 +113,60 @@ class LoopBase(asyncio.SelectorEventLoop):
         self._ready.append(handle)  # type: ignore[attr-defined]
         return handle  # type: ignore[no-any-return]
 
+    def _run_once(self) -> None:
+        # asyncio's _run_once (the same steps, on every version CI covers), with fewer
+        # Python calls per iteration: the clock is read only when timers are due, an
+        # empty event list is not processed, and a plain Handle's callback runs here
+        # rather than in Handle._run (one frame less per callback; its error report is
+        # _callback_failed). Debug mode, a subclass with its own clock, and a timer heap
+        # that asyncio would purge take asyncio's own.
+        if self._debug or type(self).time is not _base_time:  # type: ignore[attr-defined]
+            return _base_run_once(self)  # type: ignore[no-any-return]
+        scheduled = self._scheduled  # type: ignore[attr-defined]
+        if scheduled:
+            count = len(scheduled)
+            if count > _MIN_SCHEDULED and self._timer_cancelled_count / count > _MIN_CANCELLED:  # type: ignore[attr-defined]
+                return _base_run_once(self)  # type: ignore[no-any-return]
+            while scheduled and scheduled[0]._cancelled:
+                self._timer_cancelled_count -= 1  # type: ignore[attr-defined]
+                handle = _heappop(scheduled)
+                handle._scheduled = False
+        ready = self._ready  # type: ignore[attr-defined]
+        timeout: float | None = None
+        if ready or self._stopping:  # type: ignore[attr-defined]
+            timeout = 0
+        elif scheduled:
+            timeout = scheduled[0]._when - _monotonic()
+            if timeout > _MAXIMUM_SELECT_TIMEOUT:
+                timeout = _MAXIMUM_SELECT_TIMEOUT
+            elif timeout < 0:
+                timeout = 0
+        event_list = self._selector.select(timeout)  # type: ignore[attr-defined]
+        if event_list:
+            self._process_events(event_list)  # type: ignore[attr-defined]
+        event_list = None  # breaks cycles when an exception occurs
+        if scheduled:
+            _move_due_timers(scheduled, ready, self._clock_resolution)  # type: ignore[attr-defined]
+        # Only what was ready before this point runs now; what it schedules waits for
+        # the next iteration (after another poll), as in asyncio.
+        popleft = ready.popleft
+        for _ in range(len(ready)):
+            handle = popleft()
+            if handle._cancelled:
+                continue
+            kind = type(handle)
+            if kind is _Handle or kind is _TimerHandle:
+                try:
+                    handle._context.run(handle._callback, *handle._args)
+                except (SystemExit, KeyboardInterrupt):
+                    raise
+                except BaseException as exc:
+                    _callback_failed(handle, exc)
+            else:
+                handle._run()
+        handle = None  # breaks cycles when an exception occurs
+        return None
+
     def _check_thread(self) -> None:
         # asyncio's debug-mode check that a non-thread-safe call comes from the loop's
         # own thread; the error it raises is the subclass's (see wrong_thread_error).
@@ -108,6 +180,32 @@ class LoopBase(asyncio.SelectorEventLoop):
         return RuntimeError(
             "Non-thread-safe operation invoked on an event loop other than the current one"
         )
+
+
+def _move_due_timers(scheduled: list[Any], ready: Any, resolution: float) -> None:
+    # asyncio's _run_once: the timers due now (within the clock's resolution) move from
+    # the heap to the ready queue, in order.
+    now = _monotonic()
+    end_time = now + (max(resolution, math.ulp(now)) if _ULP_END else resolution)
+    while scheduled:
+        handle = scheduled[0]
+        if handle._when >= end_time:
+            break
+        handle = _heappop(scheduled)
+        handle._scheduled = False
+        ready.append(handle)
+
+
+def _callback_failed(handle: Any, exc: BaseException) -> None:
+    # What asyncio's Handle._run does when the callback raises.
+    extra = {"debug": handle._loop.get_debug()} if _FORMAT_DEBUG else {}
+    source = asyncio.format_helpers._format_callback_source(
+        handle._callback, handle._args, **extra
+    )
+    context = {"message": f"Exception in callback {source}", "exception": exc, "handle": handle}
+    if handle._source_traceback:
+        context["source_traceback"] = handle._source_traceback
+    handle._loop.call_exception_handler(context)
 
 
 def loop_selector(loop: asyncio.AbstractEventLoop) -> selectors.BaseSelector | None:

@@ -209,3 +209,54 @@ def test_create_task_passes_eager_start_on(runner: Backend) -> None:
         return lazy_done_at_once, eager.done(), names
 
     assert runner.run(case) == (False, True, ["lazy", "eager"])
+
+
+def test_a_callback_that_raises_is_reported_and_the_loop_goes_on(runner: Backend) -> None:
+    # The report asyncio's Handle._run makes, for a call_soon and a call_later callback.
+    async def case() -> list[tuple[bool, str, bool]]:
+        loop = asyncio.get_running_loop()
+        reports: list[dict[str, Any]] = []
+        loop.set_exception_handler(lambda _, context: reports.append(context))
+        done: asyncio.Future[None] = loop.create_future()
+
+        def fail(what: str) -> None:
+            raise ValueError(what)
+
+        handles = [loop.call_soon(fail, "soon"), loop.call_later(0.001, fail, "later")]
+        loop.call_later(0.005, done.set_result, None)
+        await done
+        loop.set_exception_handler(None)
+        return [
+            (
+                report["message"].startswith("Exception in callback"),
+                str(report["exception"]),
+                report["handle"] is handle,
+            )
+            for report, handle in zip(reports, handles, strict=True)
+        ]
+
+    assert runner.run(case) == [(True, "soon", True), (True, "later", True)]
+
+
+def test_many_cancelled_timers_leave_the_rest_in_order(runner: Backend) -> None:
+    # Enough cancelled timers that asyncio purges its timer heap.
+    async def case() -> list[int]:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        fired: list[int] = []
+
+        def record(i: int) -> None:
+            fired.append(i)
+            if i == 299:
+                done.set_result(None)
+
+        now = loop.time()
+        handles = [loop.call_at(now + 0.01 + i * 1e-5, record, i) for i in range(300)]
+        for i, handle in enumerate(handles):
+            if i % 6 and i != 299:
+                handle.cancel()
+        await done
+        # uvloop keeps timers in whole milliseconds: those 10 us apart fire in any order.
+        return sorted(fired) if runner.loop == "uvloop" else fired
+
+    assert runner.run(case) == [i for i in range(300) if i % 6 == 0 or i == 299]

@@ -745,3 +745,42 @@ def test_an_eager_task_factory_on_every_loop(procs: int) -> None:
     with asyncio.Runner(loop_factory=functools.partial(gorun.new_event_loop, procs=procs)) as r:
         assert r.run(main()) == list(range(10))
     assert threading.active_count() == before
+
+
+@pytest.mark.parametrize("procs", [1, 2])
+def test_a_callback_queued_as_a_goroutine_starts_runs_once_beside_its_first_step(
+    monkeypatch: pytest.MonkeyPatch, procs: int
+) -> None:
+    # A tick runs a started goroutine's first step at once (eager start), taking it off
+    # the loop's ready queue. A callback that lands on that queue right after the Task's
+    # step, as another thread's call_soon_threadsafe can, must stay queued and run once,
+    # and the step must run once too.
+    from gorun._goroutine import Goroutine
+
+    start_on = Goroutine._start_on
+    landed: list[str] = []
+
+    def start_then_land(self: Goroutine[Any], worker: Any) -> Any:
+        task = start_on(self, worker)
+        worker.loop.call_soon(landed.append, "landed")
+        return task
+
+    async def main() -> tuple[list[str], list[str]]:
+        steps: list[str] = []
+
+        async def child() -> None:
+            steps.append("first step")
+            await asyncio.sleep(0)
+            steps.append("second step")
+
+        monkeypatch.setattr(Goroutine, "_start_on", start_then_land)
+        g = gorun.go(child())
+        await g
+        monkeypatch.setattr(Goroutine, "_start_on", start_on)
+        for _ in range(3):
+            await asyncio.sleep(0)
+        return steps, landed
+
+    steps, landed = gorun.run(main(), procs=procs)
+    assert steps == ["first step", "second step"]
+    assert landed == ["landed"]

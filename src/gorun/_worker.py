@@ -370,12 +370,16 @@ class Worker(Parking):
             task = g._start_on(self)
             # The Task's first step, which it just queued, runs now rather than after
             # the next select (asyncio's "eager start", as the loop would run it: with
-            # its own context, exception handling and current task).
+            # its own context, exception handling and current task). Other threads may
+            # append to the ready queue at any time (call_soon_threadsafe), and only
+            # this one takes from it: pop, then look, and put back what is not the step
+            # (a task factory may have run the step already, or queued something else).
             if task is not None and ready:
-                step = ready[-1]
+                step = ready.pop()
                 if getattr(step._callback, "__self__", None) is task:
-                    ready.pop()
                     step._run()
+                else:
+                    ready.append(step)
             if perf_counter() > deadline:
                 break
         return bool(self.runq or self.runnext is not None or self.inbox)

@@ -20,6 +20,7 @@ import asyncio.events
 import asyncio.format_helpers
 import contextvars
 import heapq
+import inspect
 import math
 import operator
 import selectors
@@ -69,8 +70,11 @@ _MIN_SCHEDULED: int = _base._MIN_SCHEDULED_TIMER_HANDLES  # type: ignore[attr-de
 _MIN_CANCELLED: float = _base._MIN_CANCELLED_TIMER_HANDLES_FRACTION  # type: ignore[attr-defined]
 # From 3.15, the end of "due now" is at least one ulp past now.
 _ULP_END = sys.version_info >= (3, 15)
-# From 3.14, the callback's description in an error report takes the loop's debug flag.
-_FORMAT_DEBUG = sys.version_info >= (3, 14)
+# Whether the callback's description in an error report takes the loop's debug flag
+# (3.13 and later; earlier, a keyword it does not know would be an error).
+_FORMAT_DEBUG = "debug" in inspect.signature(
+    asyncio.format_helpers._format_callback_source
+).parameters
 
 
 class LoopBase(asyncio.SelectorEventLoop):

@@ -138,7 +138,7 @@ def test_a_leader_that_computes_takes_connections_and_one_that_blocks_does_not(
     monkeypatch: pytest.MonkeyPatch, permit: bool
 ) -> None:
     # The leader last selected at 0. Each look gives the time and its thread's CPU time.
-    from gorun import _parking
+    from gorun import _parking, _permit
 
     looks = iter(
         [
@@ -156,7 +156,7 @@ def test_a_leader_that_computes_takes_connections_and_one_that_blocks_does_not(
         return now[0]
 
     monkeypatch.setattr(_parking, "perf_counter", clock)
-    monkeypatch.setattr(_parking, "cpu_time", lambda _: now[1])
+    monkeypatch.setattr(_permit, "cpu_time", lambda _: now[1])
     with socket.create_server(("127.0.0.1", 0)) as sock:
         leader = _Leader(sock, permit)
         answers = []

@@ -26,14 +26,14 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ._permit import BLOCKED, COMPUTE_LIMIT, cpu_time
+from ._permit import COMPUTE_LIMIT, look
 from ._selector import STANDBY_RECHECK, ParkingSelector, base_select
 from ._wakeup import SHARE_EVERY, Wakeups, perf_counter
 
 if TYPE_CHECKING:
     import threading
 
-    from ._permit import Turn
+    from ._permit import Sample, Turn
     from ._worker import Startable, Worker
 
 
@@ -53,8 +53,8 @@ class Parking(Wakeups):
     _batch: int
     turn: Turn
     cpu_clock: int | None
-    cpu_sample: tuple[float, float] | None
-    leader_sample: tuple[float, float] | None
+    cpu_sample: Sample | None
+    leader_sample: Sample | None
     schedule_tick: Callable[[], None]
     drain_inbox: Callable[[], None]
     has_queued: Callable[[], bool]
@@ -204,16 +204,10 @@ class Parking(Wakeups):
             return True
         if self.permit is None or busy_for > COMPUTE_LIMIT:
             return False
-        # The share of the CPU its thread used since the last look, as the permit's
-        # probe measures it; a first look (none within two rechecks) waits for the next.
-        cpu = cpu_time(self)
-        last = self.leader_sample
-        self.leader_sample = None if cpu is None else (now, cpu)
-        if cpu is None:
-            return False
-        if last is None or not 0 < now - last[0] <= 2 * STANDBY_RECHECK:
-            return True
-        return cpu - last[1] >= BLOCKED * (now - last[0])
+        # Its thread's share of the CPU since the last look, as the permit's probe
+        # measures it; a first look (none within two rechecks) waits for the next.
+        self.leader_sample, ran = look(self, self.leader_sample, now, 2 * STANDBY_RECHECK)
+        return self.leader_sample is not None and ran is not False
 
     def _watch(self) -> float | None:
         # The last worker to park (every other one parked and not woken; between workers

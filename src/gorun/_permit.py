@@ -138,6 +138,10 @@ class Turn:
             os.close(fd)
 
 
+#: (when, CPU time of a thread): one look at it.
+Sample = tuple[float, float]
+
+
 class Holder(Protocol):
     """What holds a permit: a worker, with the turn it waits on."""
 
@@ -145,23 +149,36 @@ class Holder(Protocol):
     turn: Turn
     #: Its thread's CPU-time clock (set at its first acquire), None where none.
     cpu_clock: int | None
-    #: (when, CPU time of its thread) at the monitor's last look (see computing).
-    cpu_sample: tuple[float, float] | None
+    #: Its thread at the monitor's last look (see computing).
+    cpu_sample: Sample | None
+
+
+def look(
+    holder: Holder, last: Sample | None, now: float, within: float = float("inf")
+) -> tuple[Sample | None, bool | None]:
+    """Look at *holder*'s thread: (this look's sample, whether it ran since *last*).
+
+    A sample is (when, CPU time of the thread); None where the clock cannot be read.
+    "Ran" means the thread used at least BLOCKED of the CPU time since *last*, rather
+    than blocked (in a system call, ``time.sleep``...); None where that cannot be told:
+    no earlier sample, one older than *within*, or no clock.
+    """
+    cpu = cpu_time(holder)
+    sample = None if cpu is None else (now, cpu)
+    if cpu is None or last is None or not 0 < now - last[0] <= within:
+        return sample, None
+    return sample, cpu - last[1] >= BLOCKED * (now - last[0])
 
 
 def computing(holder: Holder, now: float) -> bool:
     """Whether *holder*'s thread ran (rather than blocked) since the last look at it.
 
     For the monitor thread, which looks every millisecond or more while goroutines are
-    queued: the share of CPU time the thread used since the previous look, against
-    BLOCKED. The first look, and a thread whose clock cannot be read, count as running.
+    queued (see `look`). The first look, and a thread whose clock cannot be read, count
+    as running.
     """
-    cpu = cpu_time(holder)
-    last = holder.cpu_sample
-    holder.cpu_sample = None if cpu is None else (now, cpu)
-    if cpu is None or last is None or now <= last[0]:
-        return True
-    return cpu - last[1] >= BLOCKED * (now - last[0])
+    holder.cpu_sample, ran = look(holder, holder.cpu_sample, now)
+    return ran is not False
 
 
 class Permit:

@@ -47,7 +47,6 @@ if TYPE_CHECKING:
 DEFER_LIMIT = 1e-3
 
 
-
 class Placement:
     """Placement and stealing (``_runtime.Runtime`` derives from it)."""
 

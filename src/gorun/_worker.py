@@ -43,7 +43,7 @@ from ._thread_state import state as thread_state
 from ._wakeup import GIL_ENABLED, note_woken, perf_counter
 
 if TYPE_CHECKING:
-    from ._permit import Permit
+    from ._permit import Permit, Sample
     from ._runtime import Runtime
 
 #: The most goroutines one tick starts. On an asyncio loop a tick runs each goroutine it
@@ -139,8 +139,8 @@ class Worker(Parking):
         #: What this worker waits on for the permit (made by attach, with the permit).
         self.turn: Turn = None  # type: ignore[assignment]
         self.cpu_clock: int | None = None  # its thread's CPU clock, for the permit
-        self.cpu_sample: tuple[float, float] | None = None  # see _permit.computing
-        self.leader_sample: tuple[float, float] | None = None  # see takes_connections
+        self.cpu_sample: Sample | None = None  # see _permit.computing
+        self.leader_sample: Sample | None = None  # see takes_connections
         self.init_wakeups(runtime)
 
     def __repr__(self) -> str:

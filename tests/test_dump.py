@@ -20,6 +20,11 @@ from typing import Any
 import pytest
 
 import gorun
+from gorun._current import current_runtime
+from gorun._dump import live_goroutines
+from gorun._go import start_on
+from gorun._runtime import Runtime
+from gorun._thread_state import current_worker
 
 TIMEOUT = 10.0
 
@@ -228,3 +233,46 @@ def test_every_gorun_wait_is_one_only_gorun_can_end(setup: Setup, label: str) ->
     with pytest.raises(gorun.Deadlock) as info:
         gorun.run(main(), procs=2)
     assert f"'blocked' [{label}, " in str(info.value), str(info.value)
+
+
+def test_goroutines_not_started_yet_are_found_in_their_queues() -> None:
+    # No registry lists the goroutines: the dump, num_goroutine() and leak checks find a
+    # goroutine that has not started in its worker's queues (runnext, runq, or a start
+    # posted to the inbox by start_on from another thread), and a started one as its
+    # Task's done callback. One worker, which blocks while it is looked at, so nothing
+    # starts meanwhile.
+    async def nap() -> None:
+        await asyncio.sleep(0)
+
+    def look(rt: Runtime) -> tuple[list[str], int, bool]:
+        live = [g.name for g in live_goroutines(rt)]
+        return live, rt.num_goroutine(), "[runnable, not started, queued" in gorun.dump()
+
+    async def main() -> list[tuple[list[str], int, bool]]:
+        waiting = gorun.go(gorun.Chan[None]().recv(), name="waiting")
+        await asyncio.sleep(0.01)  # it starts, and parks in its receive
+        gs = [gorun.go(nap(), name=f"queued-{i}") for i in range(3)]  # runnext and runq
+        rt, worker = current_runtime(), current_worker()
+        assert rt is not None
+        assert worker is not None
+        looks = [look(rt)]
+
+        def from_a_thread() -> None:
+            gs.append(start_on(nap(), worker, name="posted"))
+            looks.append(look(rt))
+
+        thread = threading.Thread(target=from_a_thread)
+        thread.start()
+        thread.join(TIMEOUT)  # blocks this loop: the posted start waits in the inbox
+        for g in gs:
+            await g
+        waiting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await waiting
+        looks.append(look(rt))
+        return looks
+
+    first, second, last = gorun.run(main(), procs=1)
+    assert first == (["waiting", "queued-0", "queued-1", "queued-2"], 4, True)
+    assert second == (["waiting", "queued-0", "queued-1", "queued-2", "posted"], 5, True)
+    assert last == ([], 0, False)

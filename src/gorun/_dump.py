@@ -28,7 +28,7 @@ from typing import Any
 
 from ._compat import awaited_future, gather_children
 from ._goroutine import Goroutine
-from ._runtime import Runtime, all_runtimes
+from ._runtime import Runtime, all_runtimes, started_as
 from ._waiter import Blocking
 
 
@@ -170,7 +170,7 @@ def runtime_entries(rt: Runtime, now: float) -> list[str]:
     """The dump of one runtime: its goroutines, then the other tasks on its loops."""
     lines = [f"{rt!r}:"]
     seen: set[int] = set()
-    for g in rt.live_goroutines():
+    for g in live_goroutines(rt):
         if g._task is not None:
             seen.add(id(g._task))
         lines.extend(goroutine_entry(g, now))
@@ -178,7 +178,7 @@ def runtime_entries(rt: Runtime, now: float) -> list[str]:
         loop = w.loop
         if loop is None or loop.is_closed():
             continue
-        for task in _tasks_of(loop):
+        for task in tasks_on(loop):
             if id(task) in seen or task.done():
                 continue
             where = f"worker {w.index}" + (" (home loop)" if loop is rt.home else "")
@@ -186,8 +186,38 @@ def runtime_entries(rt: Runtime, now: float) -> list[str]:
     return lines
 
 
-def _tasks_of(loop: asyncio.AbstractEventLoop) -> list[asyncio.Task[Any]]:
-    # asyncio.all_tasks(loop) from another thread may meet its task set mid-change.
+def live_goroutines(rt: Runtime) -> list[Goroutine[Any]]:
+    """The goroutines of *rt* that are not done, oldest first: a snapshot, from any thread.
+
+    No registry holds them (it cost each goroutine about 50 bytes, and two locked
+    updates): a goroutine waits in a worker's queues until it starts, then is a done
+    callback of its Task. A goroutine that moves between two of those places while they
+    are read (from one queue to another, from its queue into its Task) could be missed;
+    the runtime's counts tell, and the look is taken again.
+    """
+    found: dict[int, Goroutine[Any]] = {}
+    for _ in range(5):
+        found.clear()
+        live = rt.num_goroutine()
+        for w in rt.workers:  # queues first: a goroutine moves from there into its Task
+            for g in w.queued():
+                if isinstance(g, Goroutine) and not g.done():
+                    found[g.id] = g
+        for w in rt.workers:
+            loop = w.loop
+            if loop is None or loop.is_closed():
+                continue
+            for task in tasks_on(loop):
+                s = started_as(task)
+                if isinstance(s, Goroutine) and not s.done():
+                    found[s.id] = s
+        if len(found) >= min(live, rt.num_goroutine()):
+            break
+    return [found[i] for i in sorted(found)]
+
+
+def tasks_on(loop: asyncio.AbstractEventLoop) -> list[asyncio.Task[Any]]:
+    """``asyncio.all_tasks(loop)``, from any thread (it may meet its task set mid-change)."""
     for _ in range(10):
         try:
             return list(asyncio.all_tasks(loop))

@@ -98,7 +98,7 @@ def start_on(coro: Coroutine[Any, Any, T], worker: Worker, *, name: str) -> Goro
         if current_worker() is worker:
             runtime.start_local(g, worker)
             return g
-        runtime._register(g)
+        runtime.count_spawn()
     except BaseException:
         coro.close()
         raise

@@ -221,7 +221,7 @@ class Goroutine(Generic[T]):
                 return False
             self._value = None
         coro.close()
-        self._runtime_of().goroutine_exited(self)
+        self._runtime_of().goroutine_exited()
         self._complete(None, exc)
         return True
 
@@ -261,7 +261,7 @@ class Goroutine(Generic[T]):
                 task = loop.create_task(coro, name=self.name, context=context)
         except BaseException as exc:
             coro.close()
-            worker.runtime.goroutine_exited(self)
+            worker.runtime.goroutine_exited()
             self._complete(None, exc)
             return None
         self._task = task
@@ -280,7 +280,7 @@ class Goroutine(Generic[T]):
         worker = self._worker
         assert worker is not None  # set by _start_on before the Task existed
         worker.finished += 1
-        worker.runtime.goroutine_exited(self)
+        worker.runtime.goroutine_exited()
         try:
             error = task.exception()  # also tells the Task that its exception was retrieved
         except _CancelledError as cancelled:

@@ -14,7 +14,7 @@ import threading
 import time
 from typing import Any
 
-from ._dump import goroutine_entry
+from ._dump import goroutine_entry, live_goroutines
 from ._goroutine import Goroutine
 from ._runtime import Runtime, outlive_hooks
 
@@ -42,7 +42,7 @@ def count_open_checks(delta: int) -> None:
 def record_outliving(rt: Runtime) -> None:
     """*rt*'s main coroutine returned, or *rt* shuts down: remember what still runs."""
     now = time.monotonic()
-    entries = [(g, goroutine_entry(g, now)) for g in rt.live_goroutines()]
+    entries = [(g, goroutine_entry(g, now)) for g in live_goroutines(rt)]
     with _leak_lock:
         if _open_checks:
             for g, entry in entries:

@@ -53,7 +53,6 @@ class Placement:
     # Declared here, set by Runtime.__init__.
     workers: list[Worker]
     lock: threading.Lock
-    goroutines: dict[int, Goroutine[Any]]
     sysmon: Sysmon
     procs: int
     steal_grace: float
@@ -64,11 +63,12 @@ class Placement:
     _nspinning: int
     _next_inject: int
 
-    _register: Callable[[Goroutine[Any]], None]
+    count_spawn: Callable[[], None]
+    goroutine_exited: Callable[[], None]
 
     def spawn(self, g: Goroutine[Any], caller: Worker | None) -> None:
         """Queue *g* to start: beside its spawner if *caller* is one of ours, else injected."""
-        self._register(g)
+        self.count_spawn()
         if caller is not None and caller.runtime is self:
             caller.push_local(g)
             return
@@ -86,8 +86,7 @@ class Placement:
         for i in range(n):
             if workers[(target.index + i) % n].push_remote(g):
                 return
-        with self.lock:
-            self.goroutines.pop(g.id, None)
+        self.goroutine_exited()
         raise RuntimeError("cannot start a goroutine: every gorun worker has shut down")
 
     def wake_idle(self) -> None:

@@ -74,7 +74,8 @@ class Startable(Protocol):
     _queued_at: float
 
     def _start_on(self, worker: Worker) -> asyncio.Future[Any] | None:
-        """Start it on *worker*'s loop (its thread): its Task; None if it was cancelled
+        """Start it on *worker*'s loop (its thread): its Task, with the Startable itself
+        among the Task's done callbacks (see ``_runtime.started_as``); None if it was cancelled
         meanwhile, or could not start."""
 
     def _cancel_queued(self, msg: Any) -> bool:
@@ -110,8 +111,8 @@ class Worker(Parking):
         self.selects = 0
         # Owned by the worker's own thread (others read them only as hints or for stats).
         # Goroutines started here, and those of them that have finished (counters, not
-        # a set: the runtime's registry has the goroutines themselves, and one more
-        # dict entry per goroutine would cost a parked goroutine tens of bytes).
+        # a set: an entry per goroutine would cost a parked goroutine tens of bytes; a
+        # started goroutine is found as its Task's done callback, see started_as).
         self.started = 0
         self.finished = 0
         self.stolen = 0
@@ -292,6 +293,31 @@ class Worker(Parking):
         self.wake_now()
         note_woken(self)
         return True
+
+    def queued(self) -> list[Startable]:
+        """What waits to start on this worker: ``runq``, ``runnext``, then starts posted to
+        its inbox (``post(g._start_on, worker)``). A snapshot, from any thread.
+
+        Read without the lock, which nothing may hold while allocating (a finalizer the
+        garbage collector runs may post to this worker); a queue that changes while it is
+        copied is copied again.
+        """
+        for _ in range(10):
+            try:
+                found = list(self.runq)
+                posted = list(self.inbox)
+                break
+            except RuntimeError:  # "deque mutated during iteration"
+                continue
+        else:
+            return []
+        runnext = self.runnext
+        if runnext is not None:
+            found.append(runnext)
+        for fn, _args in posted:
+            if getattr(fn, "__name__", None) == "_start_on" and hasattr(fn, "__self__"):
+                found.append(fn.__self__)
+        return found
 
     def drop_queued(self) -> None:
         """Cancel every goroutine still waiting in this worker's queues (at shutdown)."""

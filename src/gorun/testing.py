@@ -14,7 +14,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, TypeVar
 
-from ._dump import goroutine_entry
+from ._dump import goroutine_entry, live_goroutines
 from ._leaks import count_open_checks, outlived
 from ._runtime import Runtime, all_runtimes
 
@@ -63,7 +63,7 @@ class no_leaks:
     def _leaked(self) -> list[Any]:
         first = self._first_id
         assert first is not None
-        live = (g for rt in all_runtimes() for g in rt.live_goroutines())
+        live = (g for rt in all_runtimes() for g in live_goroutines(rt))
         return [g for g in live if g.id > first and not g.done()]
 
     def _finish(self, leaked: list[Any]) -> None:

@@ -27,6 +27,7 @@ from ._config import check_seconds
 from ._thread_state import running_loop
 from ._waiter import (
     Queued,
+    Solo,
     ThreadSolo,
     check_blocking_allowed,
     has_live,
@@ -189,14 +190,13 @@ class Chan(Generic[T]):
         # The hottest path there is, so _try_send is inlined (a copy of Chan._try_send,
         # checked against it by tests/test_copies.py), and the lock is taken with
         # acquire/release (on 3.11 a `with` block costs as much again as the lock itself).
-        lock = self._lock
-        lock.acquire()
+        # No `lock`, `recvq` or `exc` names: a parked send keeps this frame, 8 bytes a name.
+        self._lock.acquire()
         try:
             if self._closed:
                 raise Closed("send on closed channel")
-            recvq = self._recvq
-            while recvq:
-                receiver = recvq.popleft()
+            while self._recvq:
+                receiver = self._recvq.popleft()
                 if receiver.claim():
                     receiver.value = value
                     break
@@ -209,7 +209,7 @@ class Chan(Generic[T]):
                 op = new_solo(loop, value, "chan send", self)
                 self._sendq.append(op)
         finally:
-            lock.release()
+            self._lock.release()
         if receiver is not None:
             receiver.wake()
             return
@@ -219,9 +219,9 @@ class Chan(Generic[T]):
             if timeout is None:
                 await op.fut
             else:
-                await wait_timed(self, op, self._sendq, timeout, "send")
-        except asyncio.CancelledError as exc:
-            cancel_send(self, op, base, exc)
+                await wait_timed(op, timeout, "send")
+        except asyncio.CancelledError:
+            cancel_send(self, op, base)
         if op.closed:
             raise Closed("send on closed channel")
 
@@ -310,9 +310,9 @@ class Chan(Generic[T]):
             if timeout is None:
                 await op.fut
             else:
-                await wait_timed(self, op, self._recvq, timeout, "recv_ok")
-        except asyncio.CancelledError as exc:
-            cancel_recv(self, op, exc)
+                await wait_timed(op, timeout, "recv_ok")
+        except asyncio.CancelledError:
+            cancel_recv(self, op)
         return op.value, not op.closed
 
     async def recv(self, timeout: float | None = None) -> T:  # noqa: ASYNC109 (see send)
@@ -334,43 +334,44 @@ class Chan(Generic[T]):
             timeout = check_seconds(timeout, "recv() timeout")
             if timeout == 0:
                 return _at_once("recv", self.recv_nowait)
-        lock = self._lock  # acquire/release: see send()
-        lock.acquire()
+        # A parked receive keeps this frame, 8 bytes per local name: hence four. After
+        # the lock, `got` is _try_recv's tuple, the sender whose value was taken, or
+        # None: parked on `op`.
+        got: Any
+        op: Solo
+        self._lock.acquire()  # acquire/release: see send()
         try:
             if self._buf or self._closed:
                 got = self._try_recv()
             else:
                 # Nothing buffered: take a parked sender's value, or park. A copy of
                 # Chan._try_recv's unbuffered case (see send(); tests/test_copies.py).
-                sendq = self._sendq
-                while sendq:
-                    sender = sendq.popleft()
-                    if sender.claim():
-                        value = sender.value
+                while self._sendq:
+                    got = self._sendq.popleft()
+                    if got.claim():  # nothing changes a claimed sender's value
                         break
                 else:
-                    sender = None
+                    got = None
                     op = new_solo(running_loop(), None, "chan receive", self)
                     self._recvq.append(op)
-                got = None
         finally:
-            lock.release()
+            self._lock.release()
         if got is not None:
+            if got.__class__ is not tuple:
+                got.wake()
+                return got.value  # type: ignore[no-any-return]
             if got[2] is not None:
                 got[2].wake()
             if not got[1]:
                 raise Closed("recv on closed channel")
             return got[0]  # type: ignore[no-any-return]
-        if sender is not None:
-            sender.wake()
-            return value  # type: ignore[no-any-return]
         try:
             if timeout is None:
                 await op.fut
             else:
-                await wait_timed(self, op, self._recvq, timeout, "recv")
-        except asyncio.CancelledError as exc:
-            cancel_recv(self, op, exc)
+                await wait_timed(op, timeout, "recv")
+        except asyncio.CancelledError:
+            cancel_recv(self, op)
         if op.closed:
             raise Closed("recv on closed channel")
         return op.value  # type: ignore[no-any-return]

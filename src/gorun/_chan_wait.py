@@ -14,7 +14,7 @@ is handed on (`complete_cancelled`).
 
 from __future__ import annotations
 
-import asyncio
+import sys
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
@@ -32,17 +32,18 @@ if TYPE_CHECKING:
     from ._chan import Chan
 
 
-async def wait_timed(
-    ch: Chan[Any], op: Solo, queue: deque[Queued], seconds: float, what: str
-) -> None:
-    """Wait for *op* (queued in *queue*) at most *seconds*.
+async def wait_timed(op: Solo, seconds: float, what: str) -> None:
+    """Wait for *op*, queued on the channel ``op.owner``, at most *seconds*; *what* is
+    the operation: ``"send"`` (queued as a sender) or a receive.
 
     A timer on op's loop claims it as TIMED_OUT unless a counterparty (or a cancellation)
     claimed it first: exactly one of the hand-off and the timeout wins.
 
     Raises:
-        TimeoutError: the timer won; *op* left *queue* and took no effect.
+        TimeoutError: the timer won; *op* left its queue and took no effect.
     """
+    ch: Chan[Any] = op.owner  # type: ignore[assignment]
+    queue = ch._sendq if what == "send" else ch._recvq
     handle = op.fut.get_loop().call_later(seconds, _expire, ch, op, queue)
     try:
         await op.fut
@@ -60,23 +61,25 @@ def _expire(ch: Chan[Any], op: Solo, queue: deque[Queued]) -> None:
     op.wake()
 
 
-def cancel_send(ch: Chan[Any], op: Solo, base: int, exc: asyncio.CancelledError) -> None:
-    """A parked send's await was cancelled: give up and raise *exc*, unless a receiver took
-    the value in that instant. Then the value was sent, and the send completes
-    (*base*: the task's cancel count before it parked, see `complete_cancelled`)."""
+def cancel_send(ch: Chan[Any], op: Solo, base: int) -> None:
+    """A parked send's await was cancelled: give up and raise the CancelledError being
+    handled, unless a receiver took the value in that instant. Then the value was sent,
+    and the send completes (*base*: the task's cancel count before it parked, see
+    `complete_cancelled`). Call from the ``except`` block."""
     with ch._lock:
         gave_up = op.claim(CANCELLED)
         if gave_up:
             remove(ch._sendq, op)
     if gave_up or op.winner is TIMED_OUT:
-        raise exc
-    complete_cancelled(base, exc)
+        raise  # the caller's CancelledError, from its except block
+    complete_cancelled(base, sys.exception())  # type: ignore[arg-type]
 
 
-def cancel_recv(ch: Chan[Any], op: Solo, exc: asyncio.CancelledError) -> None:
-    """A parked receive's await was cancelled: give up and raise *exc*. A value a sender
-    handed over in that instant goes back to the head of the channel, so that a cancelled
-    receive never swallows a value. (A receive that timed out first holds no value.)"""
+def cancel_recv(ch: Chan[Any], op: Solo) -> None:
+    """A parked receive's await was cancelled: give up and raise the CancelledError
+    being handled. A value a sender handed over in that instant goes back to the head of
+    the channel, so that a cancelled receive never swallows a value. (A receive that
+    timed out first holds no value.) Call from the ``except`` block."""
     woken = None
     with ch._lock:
         if op.claim(CANCELLED):
@@ -85,7 +88,7 @@ def cancel_recv(ch: Chan[Any], op: Solo, exc: asyncio.CancelledError) -> None:
             woken = put_back(ch, op.value)
     if woken is not None:
         woken.wake()
-    raise exc
+    raise  # the caller's CancelledError, from its except block
 
 
 def put_back(ch: Chan[Any], value: Any) -> Queued | None:

@@ -784,3 +784,42 @@ def test_a_callback_queued_as_a_goroutine_starts_runs_once_beside_its_first_step
     steps, landed = gorun.run(main(), procs=procs)
     assert steps == ["first step", "second step"]
     assert landed == ["landed"]
+
+
+def test_running_loop_is_asyncios_answer_on_every_kind_of_thread() -> None:
+    # gorun's own running_loop() answers from the thread's worker where one runs (a
+    # faster lookup on 3.11), and as asyncio does everywhere else: before and after a
+    # runtime, on a plain asyncio loop on the same thread, and on a plain thread.
+    from gorun._thread_state import running_loop
+
+    def pair() -> tuple[object, object]:
+        try:
+            mine: object = asyncio.get_running_loop()
+        except RuntimeError:
+            mine = None
+        return running_loop(), mine
+
+    async def on_worker() -> tuple[object, object]:
+        return pair()
+
+    async def main() -> list[tuple[object, object]]:
+        found = [pair(), await gorun.go(on_worker()), await asyncio.to_thread(pair)]
+        elsewhere = gorun.go(on_worker())  # may run on either worker
+        found.append(await elsewhere)
+        return found
+
+    before = pair()
+    inside = gorun.run(main(), procs=2)
+    after = pair()
+
+    async def plain() -> tuple[object, object]:
+        return pair()
+
+    on_asyncio = asyncio.run(plain())
+    assert before == (None, None)
+    assert after == (None, None)
+    for got, expected in [*inside, on_asyncio]:
+        assert got is expected
+    assert inside[0][0] is not None
+    assert inside[2] == (None, None)  # to_thread's plain thread
+    assert on_asyncio[0] is not None

@@ -21,6 +21,7 @@ import asyncio.format_helpers
 import contextvars
 import heapq
 import inspect
+import itertools
 import math
 import operator
 import selectors
@@ -62,6 +63,9 @@ _new_handle = object.__new__
 _base_call_soon = asyncio.SelectorEventLoop.call_soon
 _base_run_once = asyncio.SelectorEventLoop._run_once  # type: ignore[attr-defined]
 _base_time = asyncio.SelectorEventLoop.time
+_base_get_debug = asyncio.SelectorEventLoop.get_debug
+_TRUE = itertools.repeat(True).__next__
+_FALSE = itertools.repeat(False).__next__
 _monotonic = time.monotonic
 _heappop = heapq.heappop
 _base = asyncio.base_events
@@ -89,6 +93,15 @@ class LoopBase(asyncio.SelectorEventLoop):
     context takes asyncio's own path, with its errors and checks.
     (tests/test_runtime.py checks that the Handle has every field asyncio's would have.)
     """
+
+    def set_debug(self, enabled: bool) -> None:
+        super().set_debug(enabled)
+        # A future asks its loop get_debug() as it is made (a C future too): a Python
+        # frame per blocked goroutine. Unless a subclass overrides it, an instance
+        # attribute that is a C callable answers instead (asyncio sets the flag through
+        # here, in __init__ too).
+        if type(self).get_debug is _base_get_debug:
+            self.get_debug = _TRUE if self._debug else _FALSE  # type: ignore[attr-defined,method-assign]
 
     def call_soon(
         self,

@@ -187,6 +187,22 @@ def test_call_soon_in_debug_mode_records_where_it_was_called(runner: Backend) ->
     assert lineno == expected
 
 
+def test_futures_follow_the_debug_flag_as_it_changes(runner: Backend) -> None:
+    # A future made in debug mode keeps the stack it was made at; one made outside it
+    # does not (the future asks the loop's get_debug() as it is made).
+    async def case() -> tuple[bool, bool, bool, bool, bool]:
+        loop = asyncio.get_running_loop()
+        before = loop.get_debug(), loop.create_future()._source_traceback is not None  # type: ignore[attr-defined]
+        loop.set_debug(True)
+        try:
+            during = loop.get_debug(), loop.create_future()._source_traceback is not None  # type: ignore[attr-defined]
+        finally:
+            loop.set_debug(False)
+        return (*before, *during, loop.get_debug())
+
+    assert runner.run(case) == (False, False, True, True, False)
+
+
 @pytest.mark.skipif(sys.version_info < (3, 14), reason="create_task(eager_start=) is 3.14+")
 def test_create_task_passes_eager_start_on(runner: Backend) -> None:
     # From 3.14 create_task() hands arguments it does not know to the Task (CPython's

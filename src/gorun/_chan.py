@@ -26,6 +26,7 @@ from ._compat import current_task_on
 from ._config import check_seconds
 from ._thread_state import running_loop
 from ._waiter import (
+    TAKEN,
     Queued,
     Solo,
     ThreadSolo,
@@ -56,6 +57,17 @@ def _check_cap(cap: object) -> int:
     if cap < 0:
         raise ValueError(f"Chan cap must be 0 (unbuffered) or more (buffered), got {cap}")
     return cap
+
+
+def _took(got: tuple[Any, bool, Queued | None]) -> Any:
+    # What _try_recv took, (value, ok, sender to wake), as a receive returns it: the value,
+    # or Closed.
+    value, ok, sender = got
+    if sender is not None:
+        sender.wake()
+    if not ok:
+        raise Closed("recv on closed channel")
+    return value
 
 
 def _at_once(what: str, nowait: Callable[..., R], *args: Any) -> R:
@@ -174,7 +186,6 @@ class Chan(Generic[T]):
         ``await``, unless a timeout block around the send absorbed it.
 
         Args:
-            value: What to send.
             timeout: Seconds to wait at most (None: as long as it takes). Exactly one of
                 the send and the timeout wins, as in a ``select`` with a timer case.
 
@@ -187,17 +198,19 @@ class Chan(Generic[T]):
             timeout = check_seconds(timeout, "send() timeout")
             if timeout == 0:
                 return _at_once("send", self.send_nowait, value)
-        # The hottest path there is, so _try_send is inlined (a copy of Chan._try_send,
-        # checked against it by tests/test_copies.py), and the lock is taken with
-        # acquire/release (on 3.11 a `with` block costs as much again as the lock itself).
-        # No `lock`, `recvq` or `exc` names: a parked send keeps this frame, 8 bytes a name.
+        # Hot: _try_send inlined (see test_copies), no `with` (2x on 3.11), few names.
         self._lock.acquire()
         try:
             if self._closed:
                 raise Closed("send on closed channel")
             while self._recvq:
                 receiver = self._recvq.popleft()
-                if receiver.claim():
+                if receiver.__class__ is Solo:  # a goroutine's: claim(), inline
+                    if receiver.winner is None:
+                        receiver.winner = TAKEN
+                        receiver.value = value
+                        break
+                elif receiver.claim():
                     receiver.value = value
                     break
             else:
@@ -263,12 +276,7 @@ class Chan(Generic[T]):
             got = self._try_recv()
         if got is None:
             raise WouldBlock("recv would block: nothing buffered and no sender waiting")
-        value, ok, sender = got
-        if sender is not None:
-            sender.wake()
-        if not ok:
-            raise Closed("recv on closed channel")
-        return value  # type: ignore[no-any-return]
+        return _took(got)  # type: ignore[no-any-return]
 
     async def recv_ok(
         self, timeout: float | None = None  # noqa: ASYNC109 (see send)
@@ -334,9 +342,8 @@ class Chan(Generic[T]):
             timeout = check_seconds(timeout, "recv() timeout")
             if timeout == 0:
                 return _at_once("recv", self.recv_nowait)
-        # A parked receive keeps this frame, 8 bytes per local name: hence four. After
-        # the lock, `got` is _try_recv's tuple, the sender whose value was taken, or
-        # None: parked on `op`.
+        # Four names (8 bytes each, parked). After the lock, `got` is _try_recv's tuple,
+        # the sender whose value was taken, or None: parked on `op`.
         got: Any
         op: Solo
         self._lock.acquire()  # acquire/release: see send()
@@ -344,11 +351,14 @@ class Chan(Generic[T]):
             if self._buf or self._closed:
                 got = self._try_recv()
             else:
-                # Nothing buffered: take a parked sender's value, or park. A copy of
-                # Chan._try_recv's unbuffered case (see send(); tests/test_copies.py).
-                while self._sendq:
+                # Nothing buffered: a copy of Chan._try_recv's unbuffered case (see send).
+                while self._sendq:  # (nothing changes a claimed sender's value)
                     got = self._sendq.popleft()
-                    if got.claim():  # nothing changes a claimed sender's value
+                    if got.__class__ is Solo:  # a goroutine's: claim(), inline
+                        if got.winner is None:
+                            got.winner = TAKEN
+                            break
+                    elif got.claim():
                         break
                 else:
                     got = None
@@ -357,14 +367,10 @@ class Chan(Generic[T]):
         finally:
             self._lock.release()
         if got is not None:
-            if got.__class__ is not tuple:
-                got.wake()
-                return got.value  # type: ignore[no-any-return]
-            if got[2] is not None:
-                got[2].wake()
-            if not got[1]:
-                raise Closed("recv on closed channel")
-            return got[0]  # type: ignore[no-any-return]
+            if got.__class__ is tuple:
+                return _took(got)  # type: ignore[no-any-return]  # buffered, or closed
+            got.wake()
+            return got.value  # type: ignore[no-any-return]
         try:
             if timeout is None:
                 await op.fut

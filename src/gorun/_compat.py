@@ -103,6 +103,12 @@ class LoopBase(asyncio.SelectorEventLoop):
         if type(self).get_debug is _base_get_debug:
             self.get_debug = _TRUE if self._debug else _FALSE  # type: ignore[attr-defined,method-assign]
 
+    #: Asked by _run_once after each batch of callbacks, when the batch made more ready
+    #: and no timer is pending: may the iteration run those now, without selecting
+    #: first? None (asyncio's way): never. A gorun worker sets its own (see
+    #: ``Parking.run_on``), true when that select would have nothing to do.
+    _run_on: Callable[[], bool] | None = None
+
     def call_soon(
         self,
         callback: Callable[[*_Ts], object],
@@ -165,24 +171,28 @@ class LoopBase(asyncio.SelectorEventLoop):
         if scheduled:
             _move_due_timers(scheduled, ready, self._clock_resolution)  # type: ignore[attr-defined]
         # Only what was ready before this point runs now; what it schedules waits for
-        # the next iteration (after another poll), as in asyncio.
+        # the next iteration (after another poll), as in asyncio, unless the loop's
+        # owner says that poll would have nothing to do (_run_on): then it runs now.
         popleft = ready.popleft
-        for _ in range(len(ready)):
-            handle = popleft()
-            if handle._cancelled:
-                continue
-            kind = type(handle)
-            if kind is _Handle or kind is _TimerHandle:
-                try:
-                    handle._context.run(handle._callback, *handle._args)
-                except (SystemExit, KeyboardInterrupt):
-                    raise
-                except BaseException as exc:
-                    _callback_failed(handle, exc)
-            else:
-                handle._run()
-        handle = None  # breaks cycles when an exception occurs
-        return None
+        run_on = self._run_on
+        while True:
+            for _ in range(len(ready)):
+                handle = popleft()
+                if handle._cancelled:
+                    continue
+                kind = type(handle)
+                if kind is _Handle or kind is _TimerHandle:
+                    try:
+                        handle._context.run(handle._callback, *handle._args)
+                    except (SystemExit, KeyboardInterrupt):
+                        raise
+                    except BaseException as exc:
+                        _callback_failed(handle, exc)
+                else:
+                    handle._run()
+            handle = None  # breaks cycles when an exception occurs
+            if not ready or run_on is None or scheduled or self._stopping or not run_on():  # type: ignore[attr-defined]
+                return None
 
     def _check_thread(self) -> None:
         # asyncio's debug-mode check that a non-thread-safe call comes from the loop's

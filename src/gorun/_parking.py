@@ -111,6 +111,29 @@ class Parking(Wakeups):
             self.schedule_tick()
         return events
 
+    def run_on(self) -> bool:
+        """Whether the loop may run the callbacks its last batch made ready at once,
+        without a select first (``LoopBase._run_once`` asks, when no timer is pending).
+
+        True when that select would have nothing to do: no file to poll (as in select),
+        nothing posted or queued, no wake-up held back, no GIL to share, and the permit
+        held with nobody waiting for it. It then counts as a busy select: ``selects``,
+        ``last_select`` and the permit's ``since`` move on. A message between two
+        goroutines of one loop then costs a batch, not a loop iteration.
+        """
+        selector: Any = self.selector
+        if (self.deferred or self.inbox or self.runq or self.runnext is not None
+                or self.woken or self.shares_gil or len(selector.watched) > 1
+                or selector.signals):
+            return False
+        permit = self.permit
+        if permit is not None:
+            if permit.holder is not self or permit.waiters:
+                return False
+            permit.since = self.last_select = perf_counter()
+        self.selects += 1
+        return True
+
     def select_idle(self, timeout: float | None) -> list[tuple[Any, int]]:
         """The loop's select with nothing ready: steal or park, select, unpark (see above)."""
         self._batch = 1  # see Worker.tick

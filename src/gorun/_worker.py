@@ -168,8 +168,10 @@ class Worker(Parking):
             # Turns come with the permit: no hand-over or sharing of the GIL needed.
             self.shares_gil = False
         self.selector = selector
-        # The hook: the loop's select is this worker's from now on.
+        # The hooks: the loop's select is this worker's from now on, and its iteration
+        # asks run_on (LoopBase subclasses only; other loops never do).
         selector.select = self.select
+        loop._run_on = self.run_on  # type: ignore[attr-defined]
         handlers = signal_handlers(loop)  # the live dict, empty until one is added
         if handlers is not None:
             selector.signals = handlers

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import sys
 from typing import Any
 
@@ -278,3 +279,63 @@ def test_many_cancelled_timers_leave_the_rest_in_order(runner: Backend) -> None:
         return sorted(fired) if runner.loop == "uvloop" else fired
 
     assert runner.run(case) == expected
+
+
+def test_a_chain_of_callbacks_does_not_hold_up_a_ready_socket(runner: Backend) -> None:
+    # Each callback schedules the next: the loop still polls between them, and runs the
+    # reader of a socket that is readable within an iteration or two.
+    async def case() -> int:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[int] = loop.create_future()
+        steps = [0]
+        r, w = socket.socketpair()
+        r.setblocking(False)
+
+        def on_read() -> None:
+            loop.remove_reader(r)
+            done.set_result(steps[0])
+
+        def step() -> None:
+            steps[0] += 1
+            if done.done():
+                return
+            if steps[0] == 100_000:
+                done.set_result(steps[0])
+            else:
+                loop.call_soon(step)
+
+        try:
+            w.send(b"x")
+            loop.add_reader(r, on_read)
+            loop.call_soon(step)
+            return await done
+        finally:
+            r.close()
+            w.close()
+
+    assert runner.run(case) < 10
+
+
+def test_a_chain_of_callbacks_does_not_hold_up_a_due_timer(runner: Backend) -> None:
+    async def case() -> bool:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[bool] = loop.create_future()
+        deadline = loop.time() + 5.0
+
+        def step() -> None:
+            if done.done():
+                return
+            if loop.time() > deadline:
+                done.set_result(False)  # the timer never fired
+            else:
+                loop.call_soon(step)
+
+        def fire() -> None:
+            if not done.done():
+                done.set_result(True)
+
+        loop.call_later(0.002, fire)
+        loop.call_soon(step)
+        return await done
+
+    assert runner.run(case) is True

@@ -35,6 +35,7 @@ from typing import Any
 import pytest
 
 import gorun
+from gorun._goroutine import _Unretrieved
 from gorun._waiter import CANCELLED, Parker, Waiter, new_parker, new_solo
 
 ROUNDS = 400
@@ -296,14 +297,15 @@ def test_awaiting_a_done_goroutine_gives_what_outcome_gives() -> None:
 
     for g in gorun.run(main(), procs=1):
         want = outcome(g._outcome)
-        g._log_exception = True
+        report = g._report = _Unretrieved(ValueError("never raised"), None)
 
         async def await_it(g: gorun.Goroutine[int] = g) -> int:
             return await g  # done: the inline copy, on a loop that is not gorun's
 
         have = outcome(lambda g=g: asyncio.run(await_it(g)))
         assert have == want
-        assert g._log_exception is False
+        assert g._report is None
+        assert report.exc is None  # disarmed: nothing is reported as it is freed
 
 
 @pytest.mark.parametrize(("last", "now"), [(0.0, 5.0), (5.0, 5.0004), (5.0, 5.002)])

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._current import current_runtime, current_runtime_var, default_runtime
 from ._goroutine import Goroutine
-from ._thread_state import current_worker
+from ._thread_state import current_worker, state
 
 if TYPE_CHECKING:
     from ._worker import Worker
@@ -53,7 +53,7 @@ def go(
     try:
         if name is not None and not isinstance(name, str):
             raise TypeError(f"go() name must be a str or None, got {type(name).__name__}")
-        worker = current_worker()
+        worker = state.worker  # current_worker(), inline: this runs per goroutine
         if worker is not None:
             runtime = worker.runtime
         elif local:

@@ -70,8 +70,8 @@ class Goroutine(Generic[T]):
         "_callbacks",
         "_context",
         "_exception",
-        "_log_exception",
         "_queued_at",
+        "_report",
         "_state",
         "_task",
         "_value",
@@ -99,7 +99,8 @@ class Goroutine(Generic[T]):
         self._task: asyncio.Task[T] | None = None
         self._worker: Worker | None = None
         self._exception: BaseException | None = None
-        self._log_exception = False
+        # The report of an exception nobody retrieved (see _Unretrieved), or None.
+        self._report: _Unretrieved | None = None
         # Waiters to notify once done; None until the first one comes (most never do).
         self._callbacks: list[Callable[[], object]] | None = None
         self._queued_at = 0.0
@@ -115,21 +116,6 @@ class Goroutine(Generic[T]):
             else:
                 state = f"failed with {type(self._exception).__name__}"
         return f"<Goroutine id={self.id} name={self.name!r} {state}{where}>"
-
-    def __del__(self) -> None:
-        if not self._log_exception:
-            return
-        exc = self._exception
-        loop = self._worker.loop if self._worker is not None else None
-        context = {
-            "message": "Goroutine exception was never retrieved",
-            "exception": exc,
-            "goroutine": self,
-        }
-        if loop is not None and not loop.is_closed():
-            loop.call_exception_handler(context)
-        else:
-            _default_handler(context)
 
     # -- queries ----------------------------------------------------------------------------
 
@@ -150,10 +136,7 @@ class Goroutine(Generic[T]):
         """
         if self._state is not _DONE:
             raise asyncio.InvalidStateError(f"{self!r} is not done yet")
-        self._log_exception = False
-        if self._exception is not None:
-            raise self._exception
-        return self._value  # type: ignore[no-any-return]
+        return self._outcome()
 
     def exception(self) -> BaseException | None:
         """The exception the goroutine raised, or None if it returned.
@@ -164,13 +147,17 @@ class Goroutine(Generic[T]):
         """
         if self._state is not _DONE:
             raise asyncio.InvalidStateError(f"{self!r} is not done yet")
-        self._log_exception = False
+        if self._report is not None:
+            self._report.exc = None  # retrieved: nothing to report
+            self._report = None
         if isinstance(self._exception, asyncio.CancelledError):
             raise self._exception
         return self._exception
 
     def _outcome(self) -> T:
-        self._log_exception = False
+        if self._report is not None:
+            self._report.exc = None  # retrieved: nothing to report
+            self._report = None
         if self._exception is not None:
             raise self._exception
         return self._value  # type: ignore[no-any-return]
@@ -297,18 +284,22 @@ class Goroutine(Generic[T]):
     __call__ = _on_task_done
 
     def _complete(self, result: T | None, exc: BaseException | None) -> None:
-        log = exc is not None and not isinstance(exc, _CancelledError)
+        report = None  # made before taking the lock: nothing is allocated inside it
+        if exc is not None and not isinstance(exc, _CancelledError):
+            report = _Unretrieved(exc, None if self._worker is None else self._worker.loop)
         lock = _LOCKS[self.id & _LOCK_MASK]
         lock.acquire()  # not `with`: see _start_on()
         try:
             self._value = result
             self._exception = exc
-            self._log_exception = log
+            self._report = report
             self._state = _DONE
             callbacks = self._callbacks
             self._callbacks = None
         finally:
             lock.release()
+        if report is not None:
+            report.text = repr(self)
         if callbacks is not None:
             for notify in callbacks:
                 notify()
@@ -405,8 +396,10 @@ class Goroutine(Generic[T]):
             # (without its message) each time it is asked.
             if self._state is not _DONE:
                 self._on_task_done(task)
-        self._log_exception = False  # _outcome(), inline: this runs per await
-        if self._exception is not None:  # (tests/test_copies.py drives both)
+        if self._report is not None:  # _outcome(), inline: this runs per await
+            self._report.exc = None  # (tests/test_copies.py drives both)
+            self._report = None
+        if self._exception is not None:
             raise self._exception
         return self._value  # type: ignore[no-any-return]
 
@@ -429,6 +422,39 @@ class Goroutine(Generic[T]):
                 continue
             break
         return self._outcome()
+
+
+class _Unretrieved:
+    """The report of a goroutine's exception that nobody retrieved, as asyncio makes for a
+    Task: made when the goroutine fails, disarmed (``exc = None``) when its exception is
+    retrieved, and given when its handle is collected, which drops this object. Not a
+    ``__del__`` of Goroutine itself, which would cost every goroutine a Python call as
+    it is freed. It keeps no reference to the goroutine (that would be a cycle), only
+    its repr."""
+
+    __slots__ = ("exc", "loop", "text")
+
+    def __init__(self, exc: BaseException, loop: asyncio.AbstractEventLoop | None) -> None:
+        self.exc: BaseException | None = exc
+        self.loop = loop
+        self.text = "<Goroutine>"
+
+    def __repr__(self) -> str:
+        return self.text
+
+    def __del__(self) -> None:
+        if self.exc is None:
+            return
+        context = {
+            "message": "Goroutine exception was never retrieved",
+            "exception": self.exc,
+            "goroutine": self,  # prints as the goroutine did
+        }
+        loop = self.loop
+        if loop is not None and not loop.is_closed():
+            loop.call_exception_handler(context)
+        else:
+            _default_handler(context)
 
 
 #: Loop class -> whether its create_task() makes a plain asyncio.Task when no task factory

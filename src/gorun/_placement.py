@@ -43,6 +43,9 @@ if TYPE_CHECKING:
     from ._sysmon import Sysmon
     from ._worker import Startable, Worker
 
+#: The error of a spawn into a runtime that is shutting down.
+CLOSING = "cannot start a goroutine: its gorun runtime is shutting down"
+
 #: How long a worker may hold back a wake-up before the monitor sends it.
 DEFER_LIMIT = 1e-3
 
@@ -63,12 +66,18 @@ class Placement:
     _nspinning: int
     _next_inject: int
 
-    count_spawn: Callable[[], None]
-    goroutine_exited: Callable[[], None]
+    spawned: Callable[[], object]
+    goroutine_exited: Callable[[], object]
 
     def spawn(self, g: Goroutine[Any], caller: Worker | None) -> None:
-        """Queue *g* to start: beside its spawner if *caller* is one of ours, else injected."""
-        self.count_spawn()
+        """Queue *g* to start: beside its spawner if *caller* is one of ours, else injected.
+
+        Raises:
+            RuntimeError: the runtime is shutting down.
+        """
+        if self._closing:  # count_spawn(), inline: this runs per goroutine
+            raise RuntimeError(CLOSING)
+        self.spawned()
         if caller is not None and caller.runtime is self:
             caller.push_local(g)
             return

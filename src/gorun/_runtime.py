@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._config import permit_enabled, resolve_loop, resolve_procs
 from ._permit import Permit
-from ._placement import Placement
+from ._placement import CLOSING, Placement
 from ._selector import new_worker_loop
 from ._stats import Stats, WorkerStats
 from ._sysmon import Sysmon
@@ -85,6 +85,11 @@ class Runtime(Placement):
         # _goroutine.live_goroutines).
         self._spawned = itertools.count()
         self._exited = itertools.count()
+        #: Count a goroutine about to be queued (any thread), once its runtime is known
+        #: not to be closing (see count_spawn, which checks): a C call.
+        self.spawned = self._spawned.__next__
+        #: Count a spawned goroutine as done (any thread; once per goroutine): a C call.
+        self.goroutine_exited = self._exited.__next__
         self._closing = False
         self._closed = False
         self._nspinning = 0
@@ -197,12 +202,8 @@ class Runtime(Placement):
             RuntimeError: the runtime is shutting down.
         """
         if self._closing:
-            raise RuntimeError("cannot start a goroutine: its gorun runtime is shutting down")
-        next(self._spawned)
-
-    def goroutine_exited(self) -> None:
-        """Count a spawned goroutine as done (any thread; once per goroutine)."""
-        next(self._exited)
+            raise RuntimeError(CLOSING)
+        self.spawned()
 
     # -- introspection -----------------------------------------------------------------------
 

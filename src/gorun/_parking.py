@@ -122,10 +122,9 @@ class Parking(Wakeups):
         goroutines of one loop then costs a batch, not a loop iteration.
         """
         selector: Any = self.selector
-        if (self.deferred or self.inbox or self.runq or self.runnext is not None
-                or self.woken or self.shares_gil or len(selector.watched) > 1
-                or selector.signals):
-            return False
+        if (len(selector.watched) > 1 or selector.signals or self.deferred or self.inbox
+                or self.runq or self.runnext is not None or self.woken or self.shares_gil):
+            return False  # (a file first: a server's loop answers at once)
         permit = self.permit
         if permit is not None:
             if permit.holder is not self or permit.waiters:

@@ -328,7 +328,7 @@ def test_new_solo_times_its_wait_as_wait_start_does(
 
 def test_a_waiter_wakes_a_worker_as_call_in_loop_does() -> None:
     from gorun._waiter import _resolve
-    from gorun._worker import call_in_loop
+    from gorun._wakeup import call_in_loop
 
     loop: Any = _Recorder()
     worker = _Recorder()

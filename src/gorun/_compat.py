@@ -141,7 +141,7 @@ class LoopBase(asyncio.SelectorEventLoop):
         # Python calls per iteration: the clock is read only when timers are due, an
         # empty event list is not processed, and a plain Handle's callback runs here
         # rather than in Handle._run (one frame less per callback; its error report is
-        # _callback_failed). Debug mode, a subclass with its own clock, and a timer heap
+        # handle_failed). Debug mode, a subclass with its own clock, and a timer heap
         # that asyncio would purge take asyncio's own.
         if self._debug or type(self).time is not _base_time:  # type: ignore[attr-defined]
             return _base_run_once(self)  # type: ignore[no-any-return]
@@ -187,7 +187,7 @@ class LoopBase(asyncio.SelectorEventLoop):
                     except (SystemExit, KeyboardInterrupt):
                         raise
                     except BaseException as exc:
-                        _callback_failed(handle, exc)
+                        handle_failed(handle, exc)
                 else:
                     handle._run()
             handle = None  # breaks cycles when an exception occurs
@@ -223,8 +223,8 @@ def _move_due_timers(scheduled: list[Any], ready: Any, resolution: float) -> Non
         ready.append(handle)
 
 
-def _callback_failed(handle: Any, exc: BaseException) -> None:
-    # What asyncio's Handle._run does when the callback raises.
+def handle_failed(handle: Any, exc: BaseException) -> None:
+    """What asyncio's ``Handle._run`` does when the callback of *handle* raised *exc*."""
     extra = {"debug": handle._loop.get_debug()} if _FORMAT_DEBUG else {}
     source = asyncio.format_helpers._format_callback_source(
         handle._callback, handle._args, **extra

@@ -36,7 +36,7 @@ from ._guard import explain
 from ._runtime import Runtime
 from ._thread_state import current_worker, running_loop
 from ._waiter import new_blocking, new_solo
-from ._worker import call_in_loop
+from ._wakeup import call_in_loop
 
 if TYPE_CHECKING:
     from ._worker import Worker

@@ -20,7 +20,7 @@ from ._config import check_int
 from ._go import go
 from ._goroutine import Goroutine
 from ._waiter import Parker, new_parker
-from ._worker import call_in_loop
+from ._wakeup import call_in_loop
 
 T = TypeVar("T")
 

@@ -21,8 +21,8 @@ from ._selector import new_worker_loop
 from ._stats import Stats, WorkerStats
 from ._sysmon import Sysmon
 from ._thread_state import current_worker, set_current_worker
-from ._wakeup import GIL_ENABLED
-from ._worker import Startable, Worker, call_in_loop
+from ._wakeup import GIL_ENABLED, call_in_loop
+from ._worker import Startable, Worker
 
 if TYPE_CHECKING:
     from ._goroutine import Goroutine

@@ -26,7 +26,7 @@ from typing import Any
 
 from ._every import caller_worker, worker_socket
 from ._thread_state import running_loop
-from ._worker import call_in_loop
+from ._wakeup import call_in_loop
 
 #: Arguments of ``loop.create_server`` that also apply to a server on a given socket.
 _SOCK_KWARGS = ("ssl", "backlog", "ssl_handshake_timeout", "ssl_shutdown_timeout",

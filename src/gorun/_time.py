@@ -43,7 +43,7 @@ from ._chan import Chan, WouldBlock
 from ._config import check_seconds
 from ._current import current_runtime, default_runtime
 from ._thread_state import running_loop
-from ._worker import call_in_loop
+from ._wakeup import call_in_loop
 
 _RECV_ONLY = "a timer's channel is receive-only: only the timer sends on it; it never closes"
 

@@ -38,7 +38,7 @@ from typing import Any, ClassVar, Protocol
 
 from ._compat import current_task_on
 from ._thread_state import running_loop
-from ._worker import call_in_loop
+from ._wakeup import call_in_loop
 
 _monotonic = time.monotonic
 _current_task = asyncio.current_task

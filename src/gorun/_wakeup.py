@@ -20,14 +20,15 @@ changes hands). Three manners, between stdlib workers on a GIL build only:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import select
 import sys
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from ._thread_state import current_worker
+from ._thread_state import current_worker, running_loop
 
 if TYPE_CHECKING:
     import asyncio
@@ -202,3 +203,22 @@ def note_woken(woken: Wakeups) -> None:
         me = current_worker()
         if me is not None:
             me.remember_woken(woken)
+
+
+def call_in_loop(loop: asyncio.AbstractEventLoop, fn: Any, *args: Any) -> bool:
+    """Run ``fn(*args)`` on *loop*'s thread soon, from any thread; False if it is closed.
+
+    A gorun worker gets a coalesced post; any other loop gets ``call_soon_threadsafe``
+    (or ``call_soon`` when it is the loop running here).
+    """
+    worker: Any = getattr(loop, "_gorun_worker", None)
+    if worker is not None and worker.loop is loop:
+        return worker.post(fn, *args)  # type: ignore[no-any-return]
+    try:
+        if running_loop() is loop:
+            loop.call_soon(fn, *args)
+        else:
+            loop.call_soon_threadsafe(fn, *args)
+    except RuntimeError:  # closed
+        return False
+    return True

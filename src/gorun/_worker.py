@@ -34,11 +34,10 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ._compat import loop_selector, self_pipe, signal_handlers
+from ._compat import handle_failed, loop_selector, self_pipe, signal_handlers
 from ._parking import Parking
 from ._permit import Turn
 from ._selector import ParkingSelector
-from ._thread_state import running_loop
 from ._thread_state import state as thread_state
 from ._wakeup import GIL_ENABLED, note_woken, perf_counter
 
@@ -391,8 +390,17 @@ class Worker(Parking):
         # the next is taken (see EAGER_SLICE): one that blocks this thread holds up no
         # other, which stays queued and can be stolen. Returns whether work is left.
         deadline = now + EAGER_SLICE
+        lock = self.lock
         for _ in range(MAX_BATCH):
-            g = self._take_next()
+            lock.acquire()  # _take_next(), inline: this runs per goroutine
+            try:
+                g = self.runnext
+                if g is not None:
+                    self.runnext = None
+                elif self.runq:
+                    g = self.runq.popleft()
+            finally:
+                lock.release()
             if g is None:
                 return bool(self.inbox)
             task = g._start_on(self)
@@ -405,7 +413,12 @@ class Worker(Parking):
             if task is not None and ready:
                 step = ready.pop()
                 if getattr(step._callback, "__self__", None) is task:
-                    step._run()
+                    try:  # Handle._run(), inline, as LoopBase._run_once runs it
+                        step._context.run(step._callback, *step._args)
+                    except (SystemExit, KeyboardInterrupt):
+                        raise
+                    except BaseException as exc:
+                        handle_failed(step, exc)
                 else:
                     ready.append(step)
             if perf_counter() > deadline:
@@ -477,22 +490,3 @@ class Worker(Parking):
                 "exception": exc,
             }
         )
-
-
-def call_in_loop(loop: asyncio.AbstractEventLoop, fn: Any, *args: Any) -> bool:
-    """Run ``fn(*args)`` on *loop*'s thread soon, from any thread; False if it is closed.
-
-    A gorun worker gets a coalesced post; any other loop gets ``call_soon_threadsafe``
-    (or ``call_soon`` when it is the loop running here).
-    """
-    worker: Worker | None = getattr(loop, "_gorun_worker", None)
-    if worker is not None and worker.loop is loop:
-        return worker.post(fn, *args)
-    try:
-        if running_loop() is loop:
-            loop.call_soon(fn, *args)
-        else:
-            loop.call_soon_threadsafe(fn, *args)
-    except RuntimeError:  # closed
-        return False
-    return True

@@ -14,7 +14,7 @@ original in a comment, and each is checked here against it, with the same inputs
 * ``Worker.post`` inlines ``Worker._claim_wake``; ``Worker.push_local`` inlines
   ``Worker.schedule_tick``; awaiting a done ``Goroutine`` inlines ``Goroutine._outcome``;
   ``new_solo`` inlines ``wait_start``; ``Blocking.wake`` inlines the gorun-worker case of
-  ``call_in_loop``.
+  ``call_in_loop``; ``Worker._start_eagerly`` inlines ``Worker._take_next``.
 
 The other copies kept for speed have tests of their own beside the code they concern:
 ``_compat.LoopBase.call_soon`` against ``asyncio.Handle`` (test_runtime.py,
@@ -26,7 +26,9 @@ poll of ``_selector.ParkingSelector.select_parked`` against the selector's own
 from __future__ import annotations
 
 import asyncio
+import collections
 import random
+import time
 import types
 from collections import deque
 from dataclasses import dataclass
@@ -368,3 +370,31 @@ def test_a_tick_that_leaves_work_schedules_the_next_as_schedule_tick_does(
     assert copy._tick_scheduled == original._tick_scheduled is True
     assert [c[0].__func__ for c in copy.loop.calls] == [Worker.tick]
     assert [c[0].__func__ for c in original.loop.calls] == [Worker.tick]
+
+
+@pytest.mark.parametrize("with_runnext", [False, True])
+def test_the_eager_start_takes_goroutines_as_take_next_does(with_runnext: bool) -> None:
+    # Worker._start_eagerly inlines _take_next(): runnext first, then the run queue in
+    # order, until both are empty.
+    def queue(worker: Any, started: list[str]) -> None:
+        def item(name: str) -> Any:
+            return types.SimpleNamespace(
+                _queued_at=0.0, _start_on=lambda _w: started.append(name)
+            )
+
+        worker.runq.extend(item(f"q{i}") for i in range(3))
+        if with_runnext:
+            worker.runnext = item("next")
+
+    original, copy = _worker(), _worker()
+    taken: list[str] = []
+    queue(original, taken)
+    while (g := original._take_next()) is not None:
+        g._start_on(original)
+    started: list[str] = []
+    queue(copy, started)
+    while copy._start_eagerly(collections.deque(), time.perf_counter()):
+        pass
+    assert started == taken
+    assert copy.runnext is None
+    assert not copy.runq

@@ -392,7 +392,7 @@ class Worker(Parking):
         deadline = now + EAGER_SLICE
         lock = self.lock
         for _ in range(MAX_BATCH):
-            lock.acquire()  # _take_next(), inline: this runs per goroutine
+            lock.acquire()  # _take_next(), inline (tests/test_copies.py drives both)
             try:
                 g = self.runnext
                 if g is not None:

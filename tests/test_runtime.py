@@ -7,6 +7,7 @@ import contextlib
 import contextvars
 import functools
 import gc
+import logging
 import select
 import sys
 import threading
@@ -823,3 +824,40 @@ def test_running_loop_is_asyncios_answer_on_every_kind_of_thread() -> None:
     assert inside[0][0] is not None
     assert inside[2] == (None, None)  # to_thread's plain thread
     assert on_asyncio[0] is not None
+
+
+def test_a_goroutine_nobody_holds_lives_until_it_is_done(caplog: pytest.LogCaptureFixture) -> None:
+    # A goroutine whose handle was dropped, waiting on a future nothing else references,
+    # is garbage to the collector unless gorun holds it: it must live on (and be listed),
+    # be cancelled at shutdown, and run its finally block, as Go keeps a blocked
+    # goroutine. asyncio would log "Task was destroyed but it is pending!".
+    from gorun._current import current_runtime
+    from gorun._dump import live_goroutines
+
+    cleaned: list[str] = []
+
+    async def forever(parked: asyncio.Semaphore, home: asyncio.AbstractEventLoop) -> None:
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        # Runs after this step, which parks on fut: then tell main.
+        loop.call_soon(home.call_soon_threadsafe, parked.release)
+        try:
+            await fut
+        finally:
+            cleaned.append("finally")
+
+    async def main() -> tuple[int, list[str]]:
+        parked = asyncio.Semaphore(0)
+        for _ in range(3):
+            gorun.go(forever(parked, asyncio.get_running_loop()), name="dropped")
+        for _ in range(3):
+            await parked.acquire()
+        gc.collect()
+        rt = current_runtime()
+        assert rt is not None
+        return gorun.num_goroutine(), [g.name for g in live_goroutines(rt)]
+
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        assert gorun.run(main(), procs=2) == (3, ["dropped"] * 3)
+    assert cleaned == ["finally"] * 3
+    assert not [r for r in caplog.records if "destroyed" in r.getMessage()]

@@ -361,3 +361,28 @@ def register_before_thread_joins(fn: Callable[[], object]) -> None:
     import atexit
 
     atexit.register(fn)
+
+
+#: Loop class -> whether its create_task() makes a plain asyncio.Task when no task factory
+#: is set, and nothing else a goroutine needs (see creates_plain_tasks).
+PLAIN_TASKS: dict[type[asyncio.AbstractEventLoop], bool] = {}
+
+
+#: ``create_task`` methods that make a plain ``asyncio.Task`` when no task factory is set
+#: and add nothing a goroutine needs (asyncio's own; gorun.Loop registers its override,
+#: which adds the runtime to the Task's context, which a goroutine's context carries
+#: already: see _go.go()).
+PLAIN_CREATE_TASK: set[object] = {asyncio.BaseEventLoop.create_task}
+
+
+def creates_plain_tasks(cls: type[asyncio.AbstractEventLoop]) -> bool:
+    """Whether *cls*'s create_task() makes a plain Task (cached in PLAIN_TASKS)."""
+    # Goroutines start their Tasks with asyncio.Task() when the loop would do just that:
+    # it saves two Python calls per goroutine. asyncio's create_task() only checks that
+    # the loop is open (it runs: this is its tick) and applies the task factory (checked
+    # at each start: it may be set at any time). Any other override, or a loop that is
+    # not asyncio's, gets its own create_task().
+    method = getattr(cls, "create_task", None)
+    direct = issubclass(cls, asyncio.BaseEventLoop) and method in PLAIN_CREATE_TASK
+    PLAIN_TASKS[cls] = direct
+    return direct

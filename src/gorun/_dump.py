@@ -28,7 +28,7 @@ from typing import Any
 
 from ._compat import awaited_future, gather_children
 from ._goroutine import Goroutine
-from ._runtime import Runtime, all_runtimes, started_as
+from ._runtime import Runtime, all_runtimes
 from ._waiter import Blocking
 
 
@@ -189,28 +189,27 @@ def runtime_entries(rt: Runtime, now: float) -> list[str]:
 def live_goroutines(rt: Runtime) -> list[Goroutine[Any]]:
     """The goroutines of *rt* that are not done, oldest first: a snapshot, from any thread.
 
-    No registry holds them (it cost each goroutine about 50 bytes, and two locked
-    updates): a goroutine waits in a worker's queues until it starts, then is a done
-    callback of its Task. A goroutine that moves between two of those places while they
-    are read (from one queue to another, from its queue into its Task) could be missed;
-    the runtime's counts tell, and the look is taken again.
+    No registry holds them (a dict cost each goroutine about 50 bytes, and two locked
+    updates): a goroutine waits in a worker's queues until it starts, then is in that
+    worker's list of running goroutines (``Worker.running``, linked through the
+    goroutines themselves) until it is done. A goroutine that moves between two of those
+    places while they are read (from one queue to another, from its queue into the list)
+    could be missed; the runtime's counts tell, and the look is taken again.
     """
     found: dict[int, Goroutine[Any]] = {}
     for _ in range(5):
         found.clear()
         live = rt.num_goroutine()
-        for w in rt.workers:  # queues first: a goroutine moves from there into its Task
+        for w in rt.workers:  # queues first: a goroutine moves from there into the list
             for g in w.queued():
                 if isinstance(g, Goroutine) and not g.done():
                     found[g.id] = g
         for w in rt.workers:
-            loop = w.loop
-            if loop is None or loop.is_closed():
-                continue
-            for task in tasks_on(loop):
-                s = started_as(task)
-                if isinstance(s, Goroutine) and not s.done():
-                    found[s.id] = s
+            g = w.running
+            while g is not None:
+                if not g.done():
+                    found[g.id] = g
+                g = g._next  # None if it left the list meanwhile: the counts tell
         if len(found) >= min(live, rt.num_goroutine()):
             break
     return [found[i] for i in sorted(found)]

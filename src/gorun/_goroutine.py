@@ -30,7 +30,7 @@ from asyncio.log import logger
 from collections.abc import Callable, Coroutine, Generator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from ._compat import task_factory_of
+from ._compat import PLAIN_TASKS, creates_plain_tasks, task_factory_of
 from ._current import current_runtime_var
 from ._guard import explain
 from ._runtime import Runtime
@@ -70,6 +70,8 @@ class Goroutine(Generic[T]):
         "_callbacks",
         "_context",
         "_exception",
+        "_next",
+        "_prev",
         "_queued_at",
         "_report",
         "_state",
@@ -104,6 +106,9 @@ class Goroutine(Generic[T]):
         # Waiters to notify once done; None until the first one comes (most never do).
         self._callbacks: list[Callable[[], object]] | None = None
         self._queued_at = 0.0
+        # Its neighbours in its worker's list of running goroutines (see _start_on).
+        self._prev: Goroutine[Any] | None = None
+        self._next: Goroutine[Any] | None = None
 
     def __repr__(self) -> str:
         where = f" on worker {self._worker.index}" if self._worker is not None else ""
@@ -232,9 +237,9 @@ class Goroutine(Generic[T]):
         context = self._context
         loop = worker.loop
         try:
-            direct = _DIRECT.get(type(loop))
+            direct = PLAIN_TASKS.get(type(loop))
             if direct is None:
-                direct = _creates_plain_tasks(type(loop))
+                direct = creates_plain_tasks(type(loop))
             factory = task_factory_of(loop) if direct else loop.get_task_factory()
             if factory is not None:
                 # A task factory may take neither a context (before 3.11 none did) nor,
@@ -253,6 +258,15 @@ class Goroutine(Generic[T]):
             return None
         self._task = task
         worker.started += 1
+        # Linked into its worker's list of running goroutines, newest first, until its
+        # Task is done: the reference that keeps it alive when nobody holds its handle
+        # and it waits on something nothing else references (as Go keeps a blocked
+        # goroutine). Only the worker's own thread links and unlinks.
+        head = worker.running
+        self._next = head
+        if head is not None:
+            head._prev = self
+        worker.running = self
         # The handle itself is the Task's done callback (see __call__): no bound method
         # per goroutine. It runs in the goroutine's own context, which nothing else
         # enters once the Task is done, rather than in a copy of the current one.
@@ -267,6 +281,14 @@ class Goroutine(Generic[T]):
         worker = self._worker
         assert worker is not None  # set by _start_on before the Task existed
         worker.finished += 1
+        prev, after = self._prev, self._next  # unlinked from the running list
+        if prev is None:
+            worker.running = after
+        else:
+            prev._next = after
+        if after is not None:
+            after._prev = prev
+        self._prev = self._next = None
         worker.runtime.goroutine_exited()
         try:
             error = task.exception()  # also tells the Task that its exception was retrieved
@@ -455,30 +477,6 @@ class _Unretrieved:
             loop.call_exception_handler(context)
         else:
             _default_handler(context)
-
-
-#: Loop class -> whether its create_task() makes a plain asyncio.Task when no task factory
-#: is set, and nothing else a goroutine needs (see _creates_plain_tasks).
-_DIRECT: dict[type[asyncio.AbstractEventLoop], bool] = {}
-
-
-#: ``create_task`` methods that make a plain ``asyncio.Task`` when no task factory is set
-#: and add nothing a goroutine needs (asyncio's own; gorun.Loop registers its override,
-#: which adds the runtime to the Task's context, which a goroutine's context carries
-#: already: see go()).
-PLAIN_CREATE_TASK: set[object] = {asyncio.BaseEventLoop.create_task}
-
-
-def _creates_plain_tasks(cls: type[asyncio.AbstractEventLoop]) -> bool:
-    # Goroutines start their Tasks with asyncio.Task() when the loop would do just that:
-    # it saves two Python calls per goroutine. asyncio's create_task() only checks that
-    # the loop is open (it runs: this is its tick) and applies the task factory (checked
-    # at each start: it may be set at any time). Any other override, or a loop that is
-    # not asyncio's, gets its own create_task().
-    method = getattr(cls, "create_task", None)
-    direct = issubclass(cls, asyncio.BaseEventLoop) and method in PLAIN_CREATE_TASK
-    _DIRECT[cls] = direct
-    return direct
 
 
 def _default_handler(context: dict[str, Any]) -> None:

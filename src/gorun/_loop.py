@@ -10,12 +10,11 @@ import threading
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ._compat import POLICY_BASE
+from ._compat import PLAIN_CREATE_TASK, POLICY_BASE
 from ._config import resolve_deadlock, resolve_loop, resolve_procs
 from ._current import current_runtime_var
 from ._deadlock import DEADLOCK_MARKER, Deadlock, DeadlockWatch
 from ._dump import print_dump
-from ._goroutine import PLAIN_CREATE_TASK
 from ._runtime import Runtime
 from ._selector import ParkingSelector, WorkerLoop
 from ._thread_state import running_loop, set_current_worker

@@ -108,12 +108,12 @@ class Worker(Parking):
         # Bumped each time the worker is about to select; a worker that woke this one
         # watches it to see it get the GIL and come back (see Wakeups.hand_over_gil).
         self.selects = 0
-        # Owned by the worker's own thread (others read them only as hints or for stats).
-        # Goroutines started here, and those of them that have finished (counters, not
-        # a set: an entry per goroutine would cost a parked goroutine tens of bytes; a
-        # started goroutine is found as its Task's done callback, see started_as).
+        # Owned by the worker's own thread (others read them only as hints or for stats):
+        # how many goroutines started here and finished; those started and not done,
+        # newest first, linked through their own fields (what keeps them alive).
         self.started = 0
         self.finished = 0
+        self.running: Any = None
         self.stolen = 0
         self.last_tick = 0.0
         self._tick_scheduled = False

@@ -14,7 +14,8 @@ original in a comment, and each is checked here against it, with the same inputs
 * ``Worker.post`` inlines ``Worker._claim_wake``; ``Worker.push_local`` inlines
   ``Worker.schedule_tick``; awaiting a done ``Goroutine`` inlines ``Goroutine._outcome``;
   ``new_solo`` inlines ``wait_start``; ``Blocking.wake`` inlines the gorun-worker case of
-  ``call_in_loop``; ``Worker._start_eagerly`` inlines ``Worker._take_next``.
+  ``call_in_loop``; ``Worker._start_eagerly`` inlines ``Worker._take_next``; ``go()``
+  inlines the common case of ``Runtime.spawn``.
 
 The other copies kept for speed have tests of their own beside the code they concern:
 ``_compat.LoopBase.call_soon`` against ``asyncio.Handle`` (test_runtime.py,
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextvars
 import random
 import time
 import types
@@ -398,3 +400,33 @@ def test_the_eager_start_takes_goroutines_as_take_next_does(with_runnext: bool) 
     assert started == taken
     assert copy.runnext is None
     assert not copy.runq
+
+
+def test_go_queues_a_goroutine_as_spawn_does() -> None:
+    # go() on a worker inlines Runtime.spawn's common case: counted, then in the
+    # worker's runnext slot (the one before it kicked into the run queue).
+    from gorun._current import current_runtime, current_runtime_var
+    from gorun._goroutine import Goroutine
+    from gorun._thread_state import current_worker
+
+    async def nothing() -> None:
+        pass
+
+    async def main() -> list[tuple[int, bool, bool]]:
+        rt, worker = current_runtime(), current_worker()
+        assert rt is not None
+        assert worker is not None
+        looks = []
+        for spawn in (False, True):
+            before = rt.num_goroutine()
+            if spawn:
+                g: gorun.Goroutine[None] = Goroutine(nothing(), None, contextvars.copy_context())
+                g._context.run(current_runtime_var.set, rt)
+                rt.spawn(g, worker)
+            else:
+                g = gorun.go(nothing())
+            looks.append((rt.num_goroutine() - before, worker.runnext is g, g in worker.runq))
+            await g
+        return looks
+
+    assert gorun.run(main(), procs=1) == [(1, True, False), (1, True, False)]

@@ -71,6 +71,9 @@ def go(
         if local:
             assert worker is not None
             runtime.start_local(g, worker)
+        elif worker is not None and not runtime._closing:
+            runtime.spawned()  # spawn(), its common case inline (tests/test_copies.py)
+            worker.push_local(g)
         else:
             runtime.spawn(g, worker)
     except BaseException:

@@ -379,6 +379,26 @@ def test_goroutine_name_id_and_current_task() -> None:
     gorun.run(main(), procs=2)
 
 
+def test_goroutine_ids_count_up_whether_named_or_not() -> None:
+    # An unnamed goroutine's id is read back from its name; a named one keeps its own.
+    # Names that look like another goroutine's, and ids past the 256 lock stripes
+    # (which an unnamed goroutine's handle keeps instead of its id), change nothing.
+    async def nothing() -> None:
+        pass
+
+    async def main() -> None:
+        names = [None, "goroutine-1", None, "", "goroutine-x"] * 120
+        gs = [gorun.go(nothing(), name=name) for name in names]
+        await asyncio.gather(*gs)
+        ids = [g.id for g in gs]
+        assert ids == list(range(ids[0], ids[0] + len(gs)))
+        for g, name in zip(gs, names, strict=True):
+            assert g.name == (f"goroutine-{g.id}" if name is None else name)
+            assert f"id={g.id} " in repr(g)
+
+    gorun.run(main(), procs=2)
+
+
 def test_local_goroutines_stay_on_the_callers_loop() -> None:
     async def main() -> bool:
         queue: asyncio.Queue[int] = asyncio.Queue()  # bound to this loop

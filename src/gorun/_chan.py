@@ -26,6 +26,7 @@ from ._compat import current_task_on
 from ._config import check_seconds
 from ._thread_state import running_loop
 from ._waiter import (
+    CLOSED,
     TAKEN,
     Queued,
     Solo,
@@ -219,7 +220,7 @@ class Chan(Generic[T]):
                     self._buf.append(value)
                     return
                 loop = running_loop()
-                op = new_solo(loop, value, "chan send", self)
+                op = new_solo(loop, self, "chan send", value)
                 self._sendq.append(op)
         finally:
             self._lock.release()
@@ -235,7 +236,7 @@ class Chan(Generic[T]):
                 await wait_timed(op, timeout, "send")
         except asyncio.CancelledError:
             cancel_send(self, op, base)
-        if op.closed:
+        if op.value is CLOSED:
             raise Closed("send on closed channel")
 
     def send_blocking(self, value: T, timeout: float | None = None) -> None:
@@ -258,7 +259,7 @@ class Chan(Generic[T]):
             return
         if not sleep_blocking_queued(self._lock, self._sendq, op, timeout):
             raise TimeoutError(f"send did not complete within {timeout} seconds")
-        if op.closed:
+        if op.value is CLOSED:
             raise Closed("send on closed channel")
 
     # -- receive ------------------------------------------------------------------------
@@ -306,7 +307,7 @@ class Chan(Generic[T]):
         try:
             got = self._try_recv()
             if got is None:
-                op = new_solo(running_loop(), None, "chan receive", self)
+                op = new_solo(running_loop(), self, "chan receive")
                 self._recvq.append(op)
         finally:
             lock.release()
@@ -320,8 +321,8 @@ class Chan(Generic[T]):
             else:
                 await wait_timed(op, timeout, "recv_ok")
         except asyncio.CancelledError:
-            cancel_recv(self, op)
-        return op.value, not op.closed
+            cancel_recv(op)
+        return (None, False) if op.value is CLOSED else (op.value, True)
 
     async def recv(self, timeout: float | None = None) -> T:  # noqa: ASYNC109 (see send)
         """Receive the next value, waiting for one.
@@ -362,7 +363,7 @@ class Chan(Generic[T]):
                         break
                 else:
                     got = None
-                    op = new_solo(running_loop(), None, "chan receive", self)
+                    op = new_solo(running_loop(), self, "chan receive")
                     self._recvq.append(op)
         finally:
             self._lock.release()
@@ -377,8 +378,8 @@ class Chan(Generic[T]):
             else:
                 await wait_timed(op, timeout, "recv")
         except asyncio.CancelledError:
-            cancel_recv(self, op)
-        if op.closed:
+            cancel_recv(op)
+        if op.value is CLOSED:
             raise Closed("recv on closed channel")
         return op.value  # type: ignore[no-any-return]
 
@@ -403,7 +404,8 @@ class Chan(Generic[T]):
         else:
             if not sleep_blocking_queued(self._lock, self._recvq, op, timeout):
                 raise TimeoutError(f"recv did not complete within {timeout} seconds")
-            value, ok = op.value, not op.closed
+            value = op.value
+            ok = value is not CLOSED
         if not ok:
             raise Closed("recv on closed channel")
         return value  # type: ignore[no-any-return]
@@ -430,10 +432,10 @@ class Chan(Generic[T]):
             self._closed = True
             woken: list[Queued] = []
             while (w := pop_live(self._recvq)) is not None:
-                w.value, w.closed = None, True
+                w.value = CLOSED
                 woken.append(w)
             while (w := pop_live(self._sendq)) is not None:
-                w.closed = True
+                w.value = CLOSED  # its value was not sent
                 woken.append(w)
         for w in woken:
             w.wake()

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._waiter import (
     CANCELLED,
+    CLOSED,
     TIMED_OUT,
     Queued,
     Solo,
@@ -75,16 +76,18 @@ def cancel_send(ch: Chan[Any], op: Solo, base: int) -> None:
     complete_cancelled(base, sys.exception())  # type: ignore[arg-type]
 
 
-def cancel_recv(ch: Chan[Any], op: Solo) -> None:
+def cancel_recv(op: Solo) -> None:
     """A parked receive's await was cancelled: give up and raise the CancelledError
     being handled. A value a sender handed over in that instant goes back to the head of
     the channel, so that a cancelled receive never swallows a value. (A receive that
     timed out first holds no value.) Call from the ``except`` block."""
+    # One argument, not the channel too: a slot less in every parked receive's frame.
+    ch: Chan[Any] = op.owner  # type: ignore[assignment]  # a receive's owner is its Chan
     woken = None
     with ch._lock:
         if op.claim(CANCELLED):
             remove(ch._recvq, op)
-        elif not op.closed and op.winner is not TIMED_OUT:
+        elif op.value is not CLOSED and op.winner is not TIMED_OUT:
             woken = put_back(ch, op.value)
     if woken is not None:
         woken.wake()
@@ -99,7 +102,7 @@ def put_back(ch: Chan[Any], value: Any) -> Queued | None:
     """
     w: Queued | None = pop_live(ch._recvq)
     if w is not None:
-        w.value, w.closed = value, False
+        w.value = value
         return w
     ch._buf.appendleft(value)
     return None

@@ -26,12 +26,12 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import threading
-from asyncio.log import logger
 from collections.abc import Callable, Coroutine, Generator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ._compat import PLAIN_TASKS, creates_plain_tasks, task_factory_of
 from ._current import current_runtime_var
+from ._failure import Failure as _Failure
 from ._guard import explain
 from ._runtime import Runtime
 from ._thread_state import current_worker, running_loop
@@ -50,6 +50,8 @@ _DONE = "done"
 #: The state-machine locks, shared by stripes of goroutine ids (see the module docstring).
 _LOCKS = tuple(threading.Lock() for _ in range(256))
 _LOCK_MASK = len(_LOCKS) - 1
+#: Added to the id a named goroutine keeps in ``_id``, to tell it from a stripe.
+_NAMED = len(_LOCKS)
 
 # Goroutine ids: itertools.count's __next__ is atomic, one C call under the GIL, and on
 # free-threaded builds too (CPython gh-117657, from 3.13), so no lock is needed.
@@ -69,16 +71,14 @@ class Goroutine(Generic[T]):
         "__weakref__",
         "_callbacks",
         "_context",
-        "_exception",
+        "_id",
         "_next",
         "_prev",
         "_queued_at",
-        "_report",
         "_state",
         "_task",
         "_value",
         "_worker",
-        "id",
         "name",
     )
 
@@ -88,21 +88,29 @@ class Goroutine(Generic[T]):
         name: str | None,
         context: contextvars.Context,
     ) -> None:
-        self.id: int = _next_id()
         #: The goroutine's name: the ``name`` given to [`go()`][gorun.go], or ``"goroutine-<id>"``.
-        self.name: str = name if name is not None else f"goroutine-{self.id}"
+        self.name: str
+        # Its lock stripe, ``id % 256``, when its name is "goroutine-<id>": the id is not
+        # kept twice (its int is 32 bytes; a stripe is one of the small ints Python
+        # shares). A named goroutine keeps ``id + _NAMED`` here: as large as that, it is
+        # no stripe, and its stripe is the same. The id property undoes both.
+        self._id: int
+        n = _next_id()
+        if name is None:
+            self._id = n & _LOCK_MASK
+            self.name = f"goroutine-{n}"
+        else:
+            self._id = n + _NAMED
+            self.name = name
         # The coroutine until a worker (or a cancel) claims it (see the module docstring),
-        # then None, then the result once DONE: one slot for both, 16 bytes less (the
-        # object, at 128 bytes, is a tenth of a parked goroutine).
+        # then None; once DONE, the result, or a _Failure for an exception or a
+        # cancellation. One slot for all three: a handle is a tenth of a parked goroutine.
         self._value: Any = coro
         # Its runtime rides in the context (go() put it there): see _runtime_of().
         self._context = context
         self._state = _PENDING
         self._task: asyncio.Task[T] | None = None
         self._worker: Worker | None = None
-        self._exception: BaseException | None = None
-        # The report of an exception nobody retrieved (see _Unretrieved), or None.
-        self._report: _Unretrieved | None = None
         # Waiters to notify once done; None until the first one comes (most never do).
         self._callbacks: list[Callable[[], object]] | None = None
         self._queued_at = 0.0
@@ -110,16 +118,23 @@ class Goroutine(Generic[T]):
         self._prev: Goroutine[Any] | None = None
         self._next: Goroutine[Any] | None = None
 
+    @property
+    def id(self) -> int:
+        """The goroutine's number: unique in the process, in the order go() was called."""
+        n = self._id
+        return int(self.name[10:]) if n < _NAMED else n - _NAMED  # "goroutine-<id>"
+
     def __repr__(self) -> str:
         where = f" on worker {self._worker.index}" if self._worker is not None else ""
         state = self._state
         if state == _DONE:
-            if self._exception is None:
+            value = self._value
+            if value.__class__ is not _Failure:
                 state = "finished"
-            elif isinstance(self._exception, asyncio.CancelledError):
+            elif isinstance(value.exc, asyncio.CancelledError):
                 state = "cancelled"
             else:
-                state = f"failed with {type(self._exception).__name__}"
+                state = f"failed with {type(value.exc).__name__}"
         return f"<Goroutine id={self.id} name={self.name!r} {state}{where}>"
 
     # -- queries ----------------------------------------------------------------------------
@@ -130,7 +145,8 @@ class Goroutine(Generic[T]):
 
     def cancelled(self) -> bool:
         """True if the goroutine ended by cancellation."""
-        return self._state is _DONE and isinstance(self._exception, asyncio.CancelledError)
+        value = self._value  # a _Failure only once DONE
+        return value.__class__ is _Failure and isinstance(value.exc, _CancelledError)
 
     def result(self) -> T:
         """The goroutine's return value; raises its exception if it raised one.
@@ -152,20 +168,20 @@ class Goroutine(Generic[T]):
         """
         if self._state is not _DONE:
             raise asyncio.InvalidStateError(f"{self!r} is not done yet")
-        if self._report is not None:
-            self._report.exc = None  # retrieved: nothing to report
-            self._report = None
-        if isinstance(self._exception, asyncio.CancelledError):
-            raise self._exception
-        return self._exception
+        value = self._value
+        if value.__class__ is not _Failure:
+            return None
+        value.armed = False  # retrieved: nothing to report
+        if isinstance(value.exc, asyncio.CancelledError):
+            raise value.exc
+        return value.exc
 
     def _outcome(self) -> T:
-        if self._report is not None:
-            self._report.exc = None  # retrieved: nothing to report
-            self._report = None
-        if self._exception is not None:
-            raise self._exception
-        return self._value  # type: ignore[no-any-return]
+        value = self._value
+        if value.__class__ is _Failure:
+            value.armed = False  # retrieved: nothing to report
+            raise value.exc
+        return value  # type: ignore[no-any-return]
 
     # -- cancellation ---------------------------------------------------------------------
 
@@ -181,7 +197,7 @@ class Goroutine(Generic[T]):
         """
         if self._state is _PENDING and self._cancel_queued(msg):
             return True
-        with _LOCKS[self.id & _LOCK_MASK]:
+        with _LOCKS[self._id & _LOCK_MASK]:
             state = self._state
             worker = self._worker
         if state is _DONE:
@@ -207,7 +223,7 @@ class Goroutine(Generic[T]):
         # Cancel a goroutine no worker has started; False if it was claimed before us.
         # The error is made before taking the lock: nothing is allocated inside it.
         exc = _CancelledError(msg) if msg is not None else _CancelledError()
-        with _LOCKS[self.id & _LOCK_MASK]:
+        with _LOCKS[self._id & _LOCK_MASK]:
             coro: Coroutine[Any, Any, T] | None = self._value
             if self._state is not _PENDING or coro is None:
                 return False
@@ -222,7 +238,7 @@ class Goroutine(Generic[T]):
     def _start_on(self, worker: Worker) -> asyncio.Task[T] | None:
         # acquire() and release() here and in _complete(), which run per goroutine, not
         # `with`: that costs twice as much on CPython 3.11 (about 2,000 instructions).
-        lock = _LOCKS[self.id & _LOCK_MASK]
+        lock = _LOCKS[self._id & _LOCK_MASK]
         lock.acquire()
         try:
             coro: Coroutine[Any, Any, T] | None = self._value
@@ -306,22 +322,22 @@ class Goroutine(Generic[T]):
     __call__ = _on_task_done
 
     def _complete(self, result: T | None, exc: BaseException | None) -> None:
-        report = None  # made before taking the lock: nothing is allocated inside it
-        if exc is not None and not isinstance(exc, _CancelledError):
-            report = _Unretrieved(exc, None if self._worker is None else self._worker.loop)
-        lock = _LOCKS[self.id & _LOCK_MASK]
+        value: Any = result
+        failure = None  # made before taking the lock: nothing is allocated inside it
+        if exc is not None:
+            loop = None if self._worker is None else self._worker.loop
+            value = failure = _Failure(exc, loop, not isinstance(exc, _CancelledError))
+        lock = _LOCKS[self._id & _LOCK_MASK]
         lock.acquire()  # not `with`: see _start_on()
         try:
-            self._value = result
-            self._exception = exc
-            self._report = report
+            self._value = value
             self._state = _DONE
             callbacks = self._callbacks
             self._callbacks = None
         finally:
             lock.release()
-        if report is not None:
-            report.text = repr(self)
+        if failure is not None and failure.armed:
+            failure.text = repr(self)
         if callbacks is not None:
             for notify in callbacks:
                 notify()
@@ -331,7 +347,7 @@ class Goroutine(Generic[T]):
     def _on_done(self, notify: Callable[[], object]) -> bool:
         # Register *notify* to run (on the finishing thread) once done; False if done now.
         new = [notify]  # made before taking the lock: nothing is allocated inside it
-        lock = _LOCKS[self.id & _LOCK_MASK]
+        lock = _LOCKS[self._id & _LOCK_MASK]
         lock.acquire()  # not `with`: see _start_on()
         try:
             if self._state is _DONE:
@@ -347,7 +363,7 @@ class Goroutine(Generic[T]):
 
     def _forget(self, notify: Callable[[], object]) -> None:
         # Unregister *notify* (a waiter that gave up), if it has not been run.
-        with _LOCKS[self.id & _LOCK_MASK]:
+        with _LOCKS[self._id & _LOCK_MASK]:
             callbacks = self._callbacks
             if callbacks is not None and notify in callbacks:
                 callbacks.remove(notify)
@@ -418,19 +434,18 @@ class Goroutine(Generic[T]):
             # (without its message) each time it is asked.
             if self._state is not _DONE:
                 self._on_task_done(task)
-        if self._report is not None:  # _outcome(), inline: this runs per await
-            self._report.exc = None  # (tests/test_copies.py drives both)
-            self._report = None
-        if self._exception is not None:
-            raise self._exception
-        return self._value  # type: ignore[no-any-return]
+        value = self._value  # _outcome(), inline: this runs per await
+        if value.__class__ is _Failure:  # (tests/test_copies.py drives both)
+            value.armed = False
+            raise value.exc
+        return value  # type: ignore[no-any-return]
 
     def _await_remote(self) -> Generator[Any, None, T]:
         # A generator, not a coroutine, so that the await chain gorun.dump() walks goes
         # on through it to its waiter (a coroutine's __await__ wrapper hides its frame).
         loop = asyncio.get_running_loop()
         while True:
-            waiter = new_solo(loop, None, "awaiting goroutine", self)
+            waiter = new_solo(loop, self, "awaiting goroutine")
             if not self._on_done(waiter):  # calling a waiter wakes it
                 break
             try:
@@ -444,44 +459,3 @@ class Goroutine(Generic[T]):
                 continue
             break
         return self._outcome()
-
-
-class _Unretrieved:
-    """The report of a goroutine's exception that nobody retrieved, as asyncio makes for a
-    Task: made when the goroutine fails, disarmed (``exc = None``) when its exception is
-    retrieved, and given when its handle is collected, which drops this object. Not a
-    ``__del__`` of Goroutine itself, which would cost every goroutine a Python call as
-    it is freed. It keeps no reference to the goroutine (that would be a cycle), only
-    its repr."""
-
-    __slots__ = ("exc", "loop", "text")
-
-    def __init__(self, exc: BaseException, loop: asyncio.AbstractEventLoop | None) -> None:
-        self.exc: BaseException | None = exc
-        self.loop = loop
-        self.text = "<Goroutine>"
-
-    def __repr__(self) -> str:
-        return self.text
-
-    def __del__(self) -> None:
-        if self.exc is None:
-            return
-        context = {
-            "message": "Goroutine exception was never retrieved",
-            "exception": self.exc,
-            "goroutine": self,  # prints as the goroutine did
-        }
-        loop = self.loop
-        if loop is not None and not loop.is_closed():
-            loop.call_exception_handler(context)
-        else:
-            _default_handler(context)
-
-
-def _default_handler(context: dict[str, Any]) -> None:
-    # No loop left to ask: log as asyncio's default exception handler does.
-    exc = context.get("exception")
-    exc_info = (type(exc), exc, exc.__traceback__) if isinstance(exc, BaseException) else False
-    logger.error("%s\ngoroutine: %r", context["message"], context.get("goroutine"),
-                 exc_info=exc_info)

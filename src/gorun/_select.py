@@ -19,6 +19,7 @@ from ._chan import Chan, Closed
 from ._chan_wait import put_back
 from ._waiter import (
     CANCELLED,
+    CLOSED,
     TAKEN,
     Parker,
     Queued,
@@ -192,7 +193,7 @@ async def _wait(
         won: Waiter = parker.winner
         won_kind, won_ch, _ = ops[won.case]
         if won_kind != _SEND:
-            if not won.closed:
+            if won.value is not CLOSED:
                 with won_ch._lock:
                     back = put_back(won_ch, won.value)
                 if back is not None:
@@ -206,15 +207,16 @@ async def _wait(
     # freed at once rather than by the garbage collector. (The parker stays decided.)
     parker.winner = TAKEN
     kind = ops[winner.case][0]
+    value = winner.value
     if kind == _SEND:
-        if winner.closed:
+        if value is CLOSED:
             raise Closed("send on closed channel")
         return winner.case, None
     if kind == _RECV_OK:
-        return winner.case, (winner.value, not winner.closed)
-    if winner.closed:
+        return winner.case, (None, False) if value is CLOSED else (value, True)
+    if value is CLOSED:
         raise Closed("recv on closed channel")
-    return winner.case, winner.value
+    return winner.case, value
 
 
 def _dequeue(queued: list[tuple[Chan[Any], Waiter, deque[Queued]]], keep: object) -> None:

@@ -70,6 +70,19 @@ TIMED_OUT = "timed out"
 TAKEN = "taken"
 
 
+class _Closed:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "CLOSED"
+
+
+#: The value of a queued channel operation that close() completed: a send raises Closed,
+#: a receive gets ``(None, False)``. In the value's own slot (a value nobody can send),
+#: not a flag beside it: a slot less in every blocked send and receive.
+CLOSED: Any = _Closed()
+
+
 class Blocking:
     """What a blocked goroutine sleeps on: its future, and what it waits for.
 
@@ -140,11 +153,10 @@ class Solo(_Claim, Blocking):
     that queued it. Made by `new_solo` only.
     """
 
-    __slots__ = ("closed", "value", "winner")
+    __slots__ = ("value", "winner")
 
     case: ClassVar[int] = 0  # as a select's Waiter, for code that handles both
-    value: Any  # the value to send, or the value received
-    closed: bool  # True when close() completed it: a send raises Closed
+    value: Any  # the value to send, the value received, or CLOSED
     winner: Any
 
 
@@ -166,9 +178,12 @@ def new_blocking(fut: asyncio.Future[Any], what: str, owner: object) -> Blocking
 
 
 def new_solo(
-    loop: asyncio.AbstractEventLoop | None, value: Any, what: str, owner: object
+    loop: asyncio.AbstractEventLoop | None, owner: object, what: str, value: Any = None
 ) -> Solo:
     """A `Solo` on *loop* carrying *value*, waiting for *what* on *owner*.
+
+    (Three arguments for a receive: the call is the deepest point of the receive's
+    frame, which a parked goroutine keeps, 8 bytes per value it can hold.)
 
     Raises:
         RuntimeError: *loop* is None: the await runs outside an event loop.
@@ -179,7 +194,6 @@ def new_solo(
     op.fut = loop.create_future()
     op.winner = None
     op.value = value
-    op.closed = False
     op.what = what
     op.owner = owner
     now = _monotonic()  # wait_start(), inline: this is the channel's hot path
@@ -195,15 +209,14 @@ class ThreadSolo(_Claim):
     """A plain operation of a plain thread (the ``_blocking`` methods): a Solo whose
     sleeper is a ``threading.Event``."""
 
-    __slots__ = ("closed", "event", "value", "winner")
+    __slots__ = ("event", "value", "winner")
 
     case: ClassVar[int] = 0
 
     def __init__(self, value: Any = None) -> None:
         self.event = threading.Event()
         self.winner: Any = None
-        self.value = value
-        self.closed = False
+        self.value = value  # as a Solo's: the value to send, the value received, or CLOSED
 
     def wake(self) -> None:
         """Wake the sleeping thread; call after releasing the primitive's lock."""
@@ -264,14 +277,12 @@ def new_parker(
 class Waiter:
     """One queued case of a parker: which case it is, and what it carries."""
 
-    __slots__ = ("case", "closed", "parker", "value")
+    __slots__ = ("case", "parker", "value")
 
     def __init__(self, parker: Parker, case: int = 0, value: Any = None) -> None:
         self.parker = parker
         self.case = case
-        self.value = value  # the value to send, or the value received
-        # True when close() completed it: a send raises Closed, a receive gets (None, False).
-        self.closed = False
+        self.value = value  # the value to send, the value received, or CLOSED
 
     def claim(self) -> bool:
         """Commit its parker to this case; False if the parker was decided already."""
@@ -290,8 +301,7 @@ class Waiter:
 class Queued(Protocol):
     """What a primitive's wait queue holds: a Solo, a ThreadSolo or a select's Waiter."""
 
-    value: Any
-    closed: bool
+    value: Any  # the value to send, the value received, or CLOSED
 
     @property
     def case(self) -> int: ...
@@ -343,7 +353,7 @@ def remove(queue: deque[Any], waiter: object) -> None:
 
 def enqueue(queue: deque[Any], what: str, owner: object) -> Solo:
     """Queue a `Solo` of the running loop on *queue*, waiting for *what* on *owner*."""
-    waiter = new_solo(asyncio.get_running_loop(), None, what, owner)
+    waiter = new_solo(asyncio.get_running_loop(), owner, what)
     queue.append(waiter)
     return waiter
 

@@ -679,3 +679,21 @@ def test_no_deadlock_while_another_runtime_has_goroutines() -> None:
         return await ch.recv()
 
     assert gorun.run(main(), procs=2) == 4
+
+
+def test_an_idle_runtime_does_not_hide_a_deadlock() -> None:
+    # go() from a plain thread starts the default runtime, whose threads then live as long
+    # as the process. Once its goroutines are done it can wake nobody: a deadlock of
+    # another runtime is still declared.
+    async def nothing() -> int:
+        return 1
+
+    assert gorun.go(nothing()).wait(timeout=10) == 1
+    default = gorun._current.default_runtime()
+    assert default.home is None
+    assert default.num_goroutine() == 0  # counted out before wait() returned
+
+    async def main() -> None:
+        await gorun.Chan[int]().recv()
+
+    assert "[chan receive" in _deadlock(main, procs=2)

@@ -13,8 +13,12 @@ declares it only when all of this holds at once, and still holds a short grace l
   an executor thread or a callback will resolve, a stream) may be woken from outside;
 * no other thread is alive but the runtime's own (workers, monitor) and the threads of
   its loops' default executors while those are idle: any other thread (one that has
-  used a channel, or one that will) may still wake a goroutine; no other runtime has
-  goroutines; no signal handler is installed on its loops (but gorun's dump_signal).
+  used a channel, or one that will) may still wake a goroutine. The threads of another
+  runtime count as the runtime's own while that runtime is idle (no goroutine or task,
+  every worker parked as above): a default runtime that ``go()`` started once, from a
+  foreign loop or a plain thread, lives on with the process and must not hide every
+  later deadlock. No other runtime has goroutines; no signal handler is installed on
+  the runtime's loops (but gorun's dump_signal).
 
 The check is a `DeadlockWatch`, which the home loop registers as its runtime's
 ``park_watch``: the scheduler calls it on the last worker to park (every other worker
@@ -153,18 +157,36 @@ def check(rt: Runtime) -> str | None:
 def other_threads(rt: Runtime) -> list[threading.Thread]:
     """Live threads that might wake a goroutine of *rt*.
 
-    All but the home loop's, *rt*'s own workers and monitor, and the threads of a
-    default executor of *rt*'s loops while that executor is idle (no work queued or
-    running: work a task awaits would make that task not blocked on gorun anyway).
+    All but the home loop's, the workers and monitor of *rt* and of every idle runtime,
+    and the threads of a default executor of their loops while that executor is idle
+    (no work queued or running: work a task awaits would make that task not blocked on
+    gorun anyway).
     """
     inert: set[int | None] = {loop_thread_id(rt.home)}
-    for w in rt.workers:
-        inert.add(w.thread_id)
-        inert.update(default_executor_idle_threads(w.loop))
-    monitor = rt.sysmon.thread
-    if monitor is not None:
-        inert.add(monitor.ident)
+    for other in all_runtimes():
+        if other is not rt and not idle(other):
+            continue
+        for w in other.workers:
+            inert.add(w.thread_id)
+            inert.update(default_executor_idle_threads(w.loop))
+        monitor = other.sysmon.thread
+        if monitor is not None:
+            inert.add(monitor.ident)
     return [t for t in threading.enumerate() if t.ident not in inert and t.is_alive()]
+
+
+def idle(rt: Runtime) -> bool:
+    """True if nothing runs or waits on *rt*: no goroutine or task, and every worker
+    parked with nothing ready, queued, pending or watched (its threads can wake nobody).
+    A runtime with a home loop is never idle: its main task runs there."""
+    if rt.home is not None or rt.num_goroutine() or not nothing_queued(rt):
+        return False
+    if not loops_quiet(rt):
+        return False
+    try:
+        return not any(asyncio.all_tasks(w.loop) for w in rt.workers)
+    except RuntimeError:  # the task set changed under us: something runs
+        return False
 
 
 def other_runtimes_busy(rt: Runtime) -> bool:

@@ -395,6 +395,13 @@ def test_goroutine_ids_count_up_whether_named_or_not() -> None:
         for g, name in zip(gs, names, strict=True):
             assert g.name == (f"goroutine-{g.id}" if name is None else name)
             assert f"id={g.id} " in repr(g)
+        # Renaming keeps the id, even for a goroutine whose id was read from its name.
+        for g in gs[:5]:
+            before = g.id
+            g.name = "renamed"
+            assert (g.id, g.name) == (before, "renamed")
+        with pytest.raises(TypeError, match="name must be a str"):
+            gs[0].name = 5  # type: ignore[assignment]
 
     gorun.run(main(), procs=2)
 

@@ -72,6 +72,7 @@ class Goroutine(Generic[T]):
         "_callbacks",
         "_context",
         "_id",
+        "_name",
         "_next",
         "_prev",
         "_queued_at",
@@ -79,7 +80,6 @@ class Goroutine(Generic[T]):
         "_task",
         "_value",
         "_worker",
-        "name",
     )
 
     def __init__(
@@ -88,8 +88,7 @@ class Goroutine(Generic[T]):
         name: str | None,
         context: contextvars.Context,
     ) -> None:
-        #: The goroutine's name: the ``name`` given to [`go()`][gorun.go], or ``"goroutine-<id>"``.
-        self.name: str
+        self._name: str
         # Its lock stripe, ``id % 256``, when its name is "goroutine-<id>": the id is not
         # kept twice (its int is 32 bytes; a stripe is one of the small ints Python
         # shares). A named goroutine keeps ``id + _NAMED`` here: as large as that, it is
@@ -98,10 +97,10 @@ class Goroutine(Generic[T]):
         n = _next_id()
         if name is None:
             self._id = n & _LOCK_MASK
-            self.name = f"goroutine-{n}"
+            self._name = f"goroutine-{n}"
         else:
             self._id = n + _NAMED
-            self.name = name
+            self._name = name
         # The coroutine until a worker (or a cancel) claims it (see the module docstring),
         # then None; once DONE, the result, or a _Failure for an exception or a
         # cancellation. One slot for all three: a handle is a tenth of a parked goroutine.
@@ -122,7 +121,22 @@ class Goroutine(Generic[T]):
     def id(self) -> int:
         """The goroutine's number: unique in the process, in the order go() was called."""
         n = self._id
-        return int(self.name[10:]) if n < _NAMED else n - _NAMED  # "goroutine-<id>"
+        return int(self._name[10:]) if n < _NAMED else n - _NAMED  # "goroutine-<id>"
+
+    @property
+    def name(self) -> str:
+        """The goroutine's name: the ``name`` given to [`go()`][gorun.go], or
+        ``"goroutine-<id>"``. Assigning it renames the handle, not the running Task
+        (``asyncio.current_task().set_name()`` does that)."""
+        return self._name
+
+    @name.setter
+    def name(self, name: str) -> None:
+        if not isinstance(name, str):
+            raise TypeError(f"a goroutine's name must be a str, got {type(name).__name__}")
+        if self._id < _NAMED:
+            self._id = self.id + _NAMED  # the id was read from the old name: keep it
+        self._name = name
 
     def __repr__(self) -> str:
         where = f" on worker {self._worker.index}" if self._worker is not None else ""
@@ -135,7 +149,7 @@ class Goroutine(Generic[T]):
                 state = "cancelled"
             else:
                 state = f"failed with {type(value.exc).__name__}"
-        return f"<Goroutine id={self.id} name={self.name!r} {state}{where}>"
+        return f"<Goroutine id={self.id} name={self._name!r} {state}{where}>"
 
     # -- queries ----------------------------------------------------------------------------
 
@@ -262,11 +276,11 @@ class Goroutine(Generic[T]):
                 # from 3.14, a name: make the Task inside the goroutine's context, which
                 # it copies, then name it, as asyncio itself did up to 3.13.
                 task = context.run(loop.create_task, coro)
-                task.set_name(self.name)
+                task.set_name(self._name)
             elif direct:
-                task = asyncio.Task(coro, loop=loop, name=self.name, context=context)
+                task = asyncio.Task(coro, loop=loop, name=self._name, context=context)
             else:
-                task = loop.create_task(coro, name=self.name, context=context)
+                task = loop.create_task(coro, name=self._name, context=context)
         except BaseException as exc:
             coro.close()
             worker.runtime.goroutine_exited()

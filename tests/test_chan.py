@@ -327,6 +327,30 @@ def test_parked_receivers_are_served_in_order() -> None:
     assert gorun.run(main(), procs=2) == [(k, k * 10) for k in range(5)]
 
 
+@pytest.mark.parametrize("value", ["taken", "cancelled", "timed out", "CLOSED", None])
+def test_a_parked_receive_gets_any_value_even_one_named_like_a_mark(value: Any) -> None:
+    # A parked receive keeps its state and the value handed over in one slot: the marks
+    # it tells them by are objects nobody can send, not strings a sender could reuse.
+    async def main() -> list[Any]:
+        ch = gorun.Chan[Any]()
+        got: list[Any] = []
+
+        async def receive(timed: bool) -> None:
+            got.append(await (ch.recv(timeout=60) if timed else ch.recv()))
+            got.append(await ch.recv_ok())
+
+        for timed in (False, True):
+            g = gorun.go(receive(timed), local=True)
+            await until_parked(ch, receivers=1)
+            ch.send_nowait(value)
+            await until_parked(ch, receivers=1)
+            ch.send_nowait(value)
+            await g
+        return got
+
+    assert gorun.run(main(), procs=1) == [value, (value, True)] * 2
+
+
 def test_async_for_ends_when_closed_and_drained() -> None:
     pin = pinner(2)
 

@@ -13,9 +13,9 @@ original in a comment, and each is checked here against it, with the same inputs
   the queues.
 * ``Worker.post`` inlines ``Worker._claim_wake``; ``Worker.push_local`` inlines
   ``Worker.schedule_tick``; awaiting a done ``Goroutine`` inlines ``Goroutine._outcome``;
-  ``new_solo`` inlines ``wait_start``; ``Blocking.wake`` inlines the gorun-worker case of
-  ``call_in_loop``; ``Worker._start_eagerly`` inlines ``Worker._take_next``; ``go()``
-  inlines the common case of ``Runtime.spawn``.
+  ``new_solo`` and ``new_recv`` inline ``wait_start``; ``Blocking.wake`` inlines the
+  gorun-worker case of ``call_in_loop``; ``Worker._start_eagerly`` inlines
+  ``Worker._take_next``; ``go()`` inlines the common case of ``Runtime.spawn``.
 
 The other copies kept for speed have tests of their own beside the code they concern:
 ``_compat.LoopBase.call_soon`` against ``asyncio.Handle`` (test_runtime.py,
@@ -40,7 +40,7 @@ import pytest
 
 import gorun
 from gorun._failure import Failure as _Failure
-from gorun._waiter import CANCELLED, Parker, Waiter, new_parker, new_solo
+from gorun._waiter import CANCELLED, Parker, Waiter, new_parker, new_recv, new_solo
 
 ROUNDS = 400
 
@@ -91,7 +91,8 @@ def _build(spec: ChanSpec, loop: asyncio.AbstractEventLoop) -> tuple[Any, list[A
         what = "chan send" if queue == "send" else "chan receive"
         value = w.value if queue == "send" else None
         if w.kind == "solo":
-            op: Any = new_solo(loop, ch, what, value)
+            # A goroutine's receive parks on a ChanRecv, its send on a Solo.
+            op: Any = new_recv(ch) if queue == "recv" else new_solo(loop, ch, what, value)
             if w.stale:
                 op.claim(CANCELLED)
             return op
@@ -314,9 +315,10 @@ def test_awaiting_a_done_goroutine_gives_what_outcome_gives() -> None:
             assert not failure.armed  # disarmed: nothing is reported as it is freed
 
 
+@pytest.mark.parametrize("make", ["new_solo", "new_recv"])
 @pytest.mark.parametrize(("last", "now"), [(0.0, 5.0), (5.0, 5.0004), (5.0, 5.002)])
-def test_new_solo_times_its_wait_as_wait_start_does(
-    last: float, now: float, monkeypatch: pytest.MonkeyPatch
+def test_a_parked_operation_times_its_wait_as_wait_start_does(
+    make: str, last: float, now: float, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from gorun import _waiter
 
@@ -324,11 +326,13 @@ def test_new_solo_times_its_wait_as_wait_start_does(
     _waiter._since[0] = last
     want = (_waiter.wait_start(), _waiter._since[0])
     _waiter._since[0] = last
-    loop = asyncio.new_event_loop()
-    try:
-        op = _waiter.new_solo(loop, None, "chan send")
-    finally:
-        loop.close()
+
+    async def park() -> Any:
+        if make == "new_recv":
+            return _waiter.new_recv(None)
+        return _waiter.new_solo(asyncio.get_running_loop(), None, "chan send")
+
+    op = asyncio.run(park())
     assert (op.since, _waiter._since[0]) == want
 
 

@@ -28,16 +28,16 @@ from ._thread_state import running_loop
 from ._waiter import (
     CLOSED,
     TAKEN,
-    Queued,
+    WAITING,
+    ChanRecv,
     Solo,
     ThreadSolo,
     check_blocking_allowed,
-    has_live,
+    new_recv,
     new_solo,
     note_plain_thread,
-    pop_live,
-    sleep_blocking_queued,
 )
+from ._waitq import Queued, has_live, pop_live, sleep_blocking_queued
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -206,10 +206,9 @@ class Chan(Generic[T]):
                 raise Closed("send on closed channel")
             while self._recvq:
                 receiver = self._recvq.popleft()
-                if receiver.__class__ is Solo:  # a goroutine's: claim(), inline
-                    if receiver.winner is None:
-                        receiver.winner = TAKEN
-                        receiver.value = value
+                if receiver.__class__ is ChanRecv:  # a goroutine's: claim(), inline
+                    if receiver.value is WAITING:
+                        receiver.value = value  # claimed and handed over at once
                         break
                 elif receiver.claim():
                     receiver.value = value
@@ -233,7 +232,7 @@ class Chan(Generic[T]):
             if timeout is None:
                 await op.fut
             else:
-                await wait_timed(op, timeout, "send")
+                await wait_timed(op, timeout)
         except asyncio.CancelledError:
             cancel_send(self, op, base)
         if op.value is CLOSED:
@@ -307,7 +306,7 @@ class Chan(Generic[T]):
         try:
             got = self._try_recv()
             if got is None:
-                op = new_solo(running_loop(), self, "chan receive")
+                op = new_recv(self)
                 self._recvq.append(op)
         finally:
             lock.release()
@@ -343,10 +342,10 @@ class Chan(Generic[T]):
             timeout = check_seconds(timeout, "recv() timeout")
             if timeout == 0:
                 return _at_once("recv", self.recv_nowait)
-        # Four names (8 bytes each, parked). After the lock, `got` is _try_recv's tuple,
-        # the sender whose value was taken, or None: parked on `op`.
+        # Three names and a stack of four (8 bytes each, parked): as few as Queue.get()'s
+        # frame holds. After the lock, `got` is _try_recv's tuple, the sender whose value
+        # was taken, or the ChanRecv this receive parks on.
         got: Any
-        op: Solo
         self._lock.acquire()  # acquire/release: see send()
         try:
             if self._buf or self._closed:
@@ -362,26 +361,25 @@ class Chan(Generic[T]):
                     elif got.claim():
                         break
                 else:
-                    got = None
-                    op = new_solo(running_loop(), self, "chan receive")
-                    self._recvq.append(op)
+                    got = new_recv(self)
+                    self._recvq.append(got)
         finally:
             self._lock.release()
-        if got is not None:
+        if got.__class__ is not ChanRecv:
             if got.__class__ is tuple:
                 return _took(got)  # type: ignore[no-any-return]  # buffered, or closed
             got.wake()
             return got.value  # type: ignore[no-any-return]
         try:
             if timeout is None:
-                await op.fut
+                await got.fut
             else:
-                await wait_timed(op, timeout, "recv")
+                await wait_timed(got, timeout)
         except asyncio.CancelledError:
-            cancel_recv(op)
-        if op.value is CLOSED:
+            cancel_recv(got)
+        if got.value is CLOSED:
             raise Closed("recv on closed channel")
-        return op.value  # type: ignore[no-any-return]
+        return got.value  # type: ignore[no-any-return]
 
     def recv_blocking(self, timeout: float | None = None) -> T:
         """Receive from a plain thread, blocking it until a value arrives.

@@ -1,9 +1,10 @@
 """How a parked channel operation ends: handed off, timed out, or cancelled.
 
-A parked ``send`` or ``recv`` is a `Solo` in one of the channel's queues, and whoever
-claims it first, under the channel's lock, decides its outcome (see ``_waiter``): a
-counterparty (the hand-off happened), ``close()``, its timer (``timeout=``: it took no
-effect, TimeoutError) or its own cancellation (it took no effect, CancelledError).
+A parked ``send`` (a `Solo`) or ``recv`` (a `ChanRecv`) waits in one of the channel's
+queues, and whoever claims it first, under the channel's lock, decides its outcome (see
+``_waiter``): a counterparty (the hand-off happened), ``close()``, its timer
+(``timeout=``: it took no effect, TimeoutError) or its own cancellation (it took no
+effect, CancelledError).
 
 A cancellation that loses the claim arrives when the operation already took effect, and
 the operation must not be reported as both. What can be undone is: a received value is
@@ -18,24 +19,17 @@ import sys
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from ._waiter import (
-    CANCELLED,
-    CLOSED,
-    TIMED_OUT,
-    Queued,
-    Solo,
-    complete_cancelled,
-    pop_live,
-    remove,
-)
+from ._waiter import CANCELLED, CLOSED, TIMED_OUT, ChanRecv, Solo, complete_cancelled
+from ._waitq import Queued, pop_live, remove
 
 if TYPE_CHECKING:
     from ._chan import Chan
 
 
-async def wait_timed(op: Solo, seconds: float, what: str) -> None:
-    """Wait for *op*, queued on the channel ``op.owner``, at most *seconds*; *what* is
-    the operation: ``"send"`` (queued as a sender) or a receive.
+async def wait_timed(op: Solo | ChanRecv, seconds: float, what: str | None = None) -> None:
+    """Wait for *op*, queued on the channel ``op.owner``, at most *seconds*; *what*
+    names the operation in the TimeoutError (by default ``"recv"`` for a `ChanRecv`,
+    else ``"send"``).
 
     A timer on op's loop claims it as TIMED_OUT unless a counterparty (or a cancellation)
     claimed it first: exactly one of the hand-off and the timeout wins.
@@ -44,7 +38,10 @@ async def wait_timed(op: Solo, seconds: float, what: str) -> None:
         TimeoutError: the timer won; *op* left its queue and took no effect.
     """
     ch: Chan[Any] = op.owner  # type: ignore[assignment]
-    queue = ch._sendq if what == "send" else ch._recvq
+    recv = op.__class__ is ChanRecv
+    queue = ch._recvq if recv else ch._sendq
+    if what is None:
+        what = "recv" if recv else "send"
     handle = op.fut.get_loop().call_later(seconds, _expire, ch, op, queue)
     try:
         await op.fut
@@ -54,7 +51,7 @@ async def wait_timed(op: Solo, seconds: float, what: str) -> None:
         raise TimeoutError(f"{what} did not complete within {seconds} seconds")
 
 
-def _expire(ch: Chan[Any], op: Solo, queue: deque[Queued]) -> None:
+def _expire(ch: Chan[Any], op: Solo | ChanRecv, queue: deque[Queued]) -> None:
     with ch._lock:
         if not op.claim(TIMED_OUT):
             return
@@ -76,7 +73,7 @@ def cancel_send(ch: Chan[Any], op: Solo, base: int) -> None:
     complete_cancelled(base, sys.exception())  # type: ignore[arg-type]
 
 
-def cancel_recv(op: Solo) -> None:
+def cancel_recv(op: ChanRecv) -> None:
     """A parked receive's await was cancelled: give up and raise the CancelledError
     being handled. A value a sender handed over in that instant goes back to the head of
     the channel, so that a cancelled receive never swallows a value. (A receive that
@@ -87,7 +84,7 @@ def cancel_recv(op: Solo) -> None:
     with ch._lock:
         if op.claim(CANCELLED):
             remove(ch._recvq, op)
-        elif op.value is not CLOSED and op.winner is not TIMED_OUT:
+        elif op.value is not CLOSED and op.value is not TIMED_OUT:  # a value: it goes back
             woken = put_back(ch, op.value)
     if woken is not None:
         woken.wake()

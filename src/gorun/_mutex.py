@@ -16,7 +16,8 @@ import threading
 from collections import deque
 from types import TracebackType
 
-from ._waiter import Solo, claim_all, enqueue, has_live, pop_live, sleep_queued, wake_all
+from ._waiter import Solo
+from ._waitq import claim_all, enqueue, has_live, pop_live, sleep_queued, wake_all
 
 # -- Mutex ------------------------------------------------------------------------------------
 

@@ -22,13 +22,12 @@ from ._waiter import (
     CLOSED,
     TAKEN,
     Parker,
-    Queued,
     Waiter,
     cancel_count,
     complete_cancelled,
     new_parker,
-    remove,
 )
+from ._waitq import Queued, remove
 
 _RECV, _RECV_OK, _SEND = "recv", "recv_ok", "send"
 

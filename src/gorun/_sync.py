@@ -23,16 +23,8 @@ from typing import Any, TypeVar
 from ._config import check_int
 from ._go import go
 from ._goroutine import Goroutine
-from ._waiter import (
-    Solo,
-    ThreadSolo,
-    check_blocking_allowed,
-    claim_all,
-    enqueue,
-    sleep_blocking_queued,
-    sleep_queued,
-    wake_all,
-)
+from ._waiter import Solo, ThreadSolo, check_blocking_allowed
+from ._waitq import claim_all, enqueue, sleep_blocking_queued, sleep_queued, wake_all
 
 T = TypeVar("T")
 

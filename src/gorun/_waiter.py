@@ -28,13 +28,10 @@ hand-off.)
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import threading
 import time
 import weakref
-from collections import deque
-from collections.abc import Callable
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar
 
 from ._compat import current_task_on
 from ._thread_state import running_loop
@@ -60,27 +57,32 @@ def wait_start() -> float:
     return now
 
 
-#: A parker's winner when the operation itself gave up (cancellation or timeout).
-CANCELLED = "cancelled"
+class _Mark:
+    # The marks below: objects of their own, never strings, since a receive's value slot
+    # holds its mark and its value (see ChanRecv): an interned "taken" could be sent.
+    __slots__ = ("_name",)
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __repr__(self) -> str:
+        return self._name
+
+
+#: A waiter's winner when the operation itself gave up (cancellation or timeout).
+CANCELLED: Any = _Mark("CANCELLED")
 #: A timed operation's winner when its timeout expired first.
-TIMED_OUT = "timed out"
+TIMED_OUT: Any = _Mark("TIMED_OUT")
 #: A plain operation's winner once a counterparty (or close()) completed it. Not the
 #: operation itself: an object that refers to itself is freed only by the garbage
 #: collector, and a channel makes one per blocked send or receive.
-TAKEN = "taken"
-
-
-class _Closed:
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "CLOSED"
-
-
+TAKEN: Any = _Mark("TAKEN")
 #: The value of a queued channel operation that close() completed: a send raises Closed,
 #: a receive gets ``(None, False)``. In the value's own slot (a value nobody can send),
 #: not a flag beside it: a slot less in every blocked send and receive.
-CLOSED: Any = _Closed()
+CLOSED: Any = _Mark("CLOSED")
+#: A parked receive's value until something decides it (see ChanRecv).
+WAITING: Any = _Mark("WAITING")
 
 
 class Blocking:
@@ -92,7 +94,9 @@ class Blocking:
     can end such a wait (no timer, I/O or thread), which deadlock detection relies on.
     """
 
-    __slots__ = ("fut", "owner", "since", "what")
+    # ``what`` is a slot of each subclass, or a class attribute where one label serves
+    # every instance (ChanRecv): a slot is 8 bytes of every parked goroutine.
+    __slots__ = ("fut", "owner", "since")
 
     fut: asyncio.Future[Any]
     what: str
@@ -153,11 +157,60 @@ class Solo(_Claim, Blocking):
     that queued it. Made by `new_solo` only.
     """
 
-    __slots__ = ("value", "winner")
+    __slots__ = ("value", "what", "winner")
 
     case: ClassVar[int] = 0  # as a select's Waiter, for code that handles both
     value: Any  # the value to send, the value received, or CLOSED
     winner: Any
+
+
+class ChanRecv(Blocking):
+    """A goroutine's parked channel receive (``recv``, ``recv_ok``): a `Solo` in less.
+
+    Every parked receive holds one, so it keeps its whole state in one slot. ``value``
+    is WAITING while it waits; a claim puts its mark there (TAKEN, TIMED_OUT or
+    CANCELLED), and a counterparty that claimed it then puts the value it hands over,
+    or CLOSED, in the same hold of the channel's lock. So, under that lock, it is
+    decided exactly when ``value is not WAITING``; once woken, ``value`` is what ended
+    it: a value received, CLOSED, TIMED_OUT or CANCELLED (the marks are objects of
+    their own, which nobody can send). Its label is a class attribute. Made by
+    `new_recv` only.
+    """
+
+    __slots__ = ("value",)
+
+    case: ClassVar[int] = 0  # as a select's Waiter, for code that handles both
+    what = "chan receive"
+    value: Any
+
+    def claim(self, mark: Any = TAKEN) -> bool:
+        """Decide this receive (see the class docstring); False if already decided.
+
+        Call with the channel's lock held.
+        """
+        if self.value is not WAITING:
+            return False
+        self.value = mark
+        return True
+
+    @property
+    def stale(self) -> bool:
+        """Decided already (completed, or it gave up)."""
+        return self.value is not WAITING
+
+    @property
+    def winner(self) -> Any:
+        """As a Solo's: None while it waits, else TIMED_OUT, CANCELLED or TAKEN."""
+        value = self.value
+        if value is WAITING:
+            return None
+        return value if value is TIMED_OUT or value is CANCELLED else TAKEN
+
+
+class Described(Blocking):
+    """A `Blocking` that only describes a wait on a future something else resolves."""
+
+    __slots__ = ("what",)
 
 
 _new = object.__new__
@@ -169,7 +222,7 @@ def new_blocking(fut: asyncio.Future[Any], what: str, owner: object) -> Blocking
     Its start time is its own float (not wait_start()'s shared one): such a waiter lives
     only while its wait does, and costs a Python call less.
     """
-    waiter: Blocking = _new(Blocking)
+    waiter: Described = _new(Described)
     waiter.fut = fut
     waiter.what = what
     waiter.owner = owner
@@ -181,9 +234,6 @@ def new_solo(
     loop: asyncio.AbstractEventLoop | None, owner: object, what: str, value: Any = None
 ) -> Solo:
     """A `Solo` on *loop* carrying *value*, waiting for *what* on *owner*.
-
-    (Three arguments for a receive: the call is the deepest point of the receive's
-    frame, which a parked goroutine keeps, 8 bytes per value it can hold.)
 
     Raises:
         RuntimeError: *loop* is None: the await runs outside an event loop.
@@ -198,6 +248,31 @@ def new_solo(
     op.owner = owner
     now = _monotonic()  # wait_start(), inline: this is the channel's hot path
     last = _since[0]  # (tests/test_copies.py drives both)
+    if now - last < 1e-3:
+        op.since = last
+    else:
+        op.since = _since[0] = now
+    return op
+
+
+def new_recv(owner: object) -> ChanRecv:
+    """A `ChanRecv` on the running loop, waiting on the channel *owner*.
+
+    (One argument: the call is the deepest point of the receive's frame, which a parked
+    goroutine keeps, 8 bytes per value it can hold.)
+
+    Raises:
+        RuntimeError: the await runs outside an event loop.
+    """
+    loop = running_loop()
+    if loop is None:
+        raise RuntimeError("no running event loop")
+    op: ChanRecv = _new(ChanRecv)  # as new_solo(), with its wait_start() inline
+    op.fut = loop.create_future()
+    op.value = WAITING
+    op.owner = owner
+    now = _monotonic()  # (tests/test_copies.py drives both)
+    last = _since[0]
     if now - last < 1e-3:
         op.since = last
     else:
@@ -234,7 +309,7 @@ class Parker(Blocking):
     it, or CANCELLED when the operation itself gave up (cancellation or timeout).
     """
 
-    __slots__ = ("lock", "winner")
+    __slots__ = ("lock", "what", "winner")
 
     lock: threading.Lock | None
     winner: Any
@@ -296,113 +371,6 @@ class Waiter:
     def stale(self) -> bool:
         """Decided already (another case of its select won, or it gave up)."""
         return self.parker.winner is not None
-
-
-class Queued(Protocol):
-    """What a primitive's wait queue holds: a Solo, a ThreadSolo or a select's Waiter."""
-
-    value: Any  # the value to send, the value received, or CLOSED
-
-    @property
-    def case(self) -> int: ...
-
-    def claim(self) -> bool: ...
-    def wake(self) -> None: ...
-    @property
-    def stale(self) -> bool: ...
-
-
-# -- wait queues (all but wake_all run with the primitive's lock held) --------------------------
-
-
-def pop_live(queue: deque[Any]) -> Any:
-    """Claim and return the first waiter still waiting; drop stale ones on the way."""
-    while queue:
-        w = queue.popleft()
-        if w.claim():
-            return w
-    return None
-
-
-def has_live(queue: deque[Any]) -> bool:
-    """Whether a waiter still waits in *queue*; drops stale ones from its head."""
-    while queue and queue[0].stale:
-        queue.popleft()
-    return bool(queue)
-
-
-def claim_all(queue: deque[Any]) -> list[Any]:
-    """Claim every waiter still waiting in *queue*, in order."""
-    woken = []
-    while (w := pop_live(queue)) is not None:
-        woken.append(w)
-    return woken
-
-
-def wake_all(waiters: list[Any]) -> None:
-    """Wake each claimed waiter (after releasing the primitive's lock)."""
-    for w in waiters:
-        w.wake()
-
-
-def remove(queue: deque[Any], waiter: object) -> None:
-    """Take *waiter* out of *queue* if it is there."""
-    with contextlib.suppress(ValueError):
-        queue.remove(waiter)
-
-
-def enqueue(queue: deque[Any], what: str, owner: object) -> Solo:
-    """Queue a `Solo` of the running loop on *queue*, waiting for *what* on *owner*."""
-    waiter = new_solo(asyncio.get_running_loop(), owner, what)
-    queue.append(waiter)
-    return waiter
-
-
-async def sleep_queued(
-    lock: threading.Lock,
-    queue: deque[Any],
-    waiter: Solo,
-    on_give_up: Callable[[], list[Any]] | None = None,
-    undo: Callable[[], list[Any]] | None = None,
-) -> None:
-    """Sleep until *waiter* is claimed; a cancelled sleep always raises CancelledError.
-
-    If the cancellation wins the claim, the waiter leaves *queue* (``on_give_up`` may
-    then hand on what it was blocking, returning waiters to wake). If a releaser claimed
-    the waiter first, what it granted is handed back (``undo``: a lock goes to the next
-    waiter), so a cancelled acquisition never leaves the caller holding anything.
-    Either way CancelledError propagates, as asyncio's own locks do.
-    """
-    try:
-        await waiter.fut
-    except asyncio.CancelledError:
-        woken: list[Any] = []
-        with lock:
-            if waiter.claim(CANCELLED):
-                remove(queue, waiter)
-                if on_give_up is not None:
-                    woken = on_give_up()
-            elif undo is not None:
-                woken = undo()
-        wake_all(woken)
-        raise
-
-
-def sleep_blocking_queued(
-    lock: threading.Lock, queue: deque[Any], waiter: ThreadSolo, timeout: float | None
-) -> bool:
-    """Block this plain thread until *waiter* is claimed; False if *timeout* passed first
-    (the waiter then left *queue*)."""
-    if waiter.sleep_blocking(timeout):
-        return True
-    with lock:
-        gave_up = waiter.claim(CANCELLED)
-        if gave_up:
-            remove(queue, waiter)
-    if gave_up:
-        return False
-    waiter.sleep_blocking(None)  # claimed meanwhile: its wake is on the way
-    return True
 
 
 # -- plain threads ----------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import gc
 import inspect
 import pickle
@@ -229,6 +230,45 @@ def test_result_before_done_is_an_invalid_state() -> None:
         assert g.exception() is None
 
     gorun.run(main(), procs=1)
+
+
+def test_a_handle_keeps_each_state_apart_whatever_a_goroutine_returns() -> None:
+    # A handle keeps a pending goroutine's coroutine, a running one's neighbour in its
+    # worker's list and a done one's result in one slot, and the same for its Context
+    # and worker, its queue time and other neighbour. Results that look like what the
+    # slot holds at other times, goroutines that end in an order that unlinks the head,
+    # the middle and the tail of the list, and a cancel before the start must all come
+    # out as they went in.
+    async def main() -> list[Any]:
+        gates = [asyncio.Event() for _ in range(4)]
+        sibling = gorun.go(asyncio.sleep(0), local=True)
+        await sibling
+        results: list[Any] = [None, sibling, contextvars.copy_context(), 0.5]
+
+        async def child(k: int) -> Any:
+            await gates[k].wait()
+            return results[k]
+
+        gs = [gorun.go(child(k), local=True, name=f"child-{k}") for k in range(4)]
+        never = gorun.go(child(0))  # queued: cancelled before any worker starts it
+        assert "pending" in repr(never)
+        assert never.cancel()
+        reprs = [repr(g) for g in gs]
+        for k in (1, 3, 0, 2):  # the middle, the head (newest), the tail, the last
+            gates[k].set()
+            await gs[k]
+            assert gorun.num_goroutine() == sum(not g.done() for g in gs)
+            assert f"'child-{k}'" not in gorun.dump()
+        return [reprs, [g.result() for g in gs], never.cancelled(), repr(never)]
+
+    reprs, got, cancelled, never = gorun.run(main(), procs=1)
+    assert all("running on worker 0" in r for r in reprs)
+    assert got[0] is None
+    assert isinstance(got[1], gorun.Goroutine)
+    assert isinstance(got[2], contextvars.Context)
+    assert got[3] == 0.5
+    assert cancelled
+    assert "cancelled" in never
 
 
 def test_stats_without_a_runtime_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:

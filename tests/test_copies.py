@@ -426,8 +426,9 @@ def test_go_queues_a_goroutine_as_spawn_does() -> None:
         for spawn in (False, True):
             before = rt.num_goroutine()
             if spawn:
-                g: gorun.Goroutine[None] = Goroutine(nothing(), None, contextvars.copy_context())
-                g._context.run(current_runtime_var.set, rt)
+                context = contextvars.copy_context()
+                context.run(current_runtime_var.set, rt)
+                g: gorun.Goroutine[None] = Goroutine(nothing(), None, context)
                 rt.spawn(g, worker)
             else:
                 g = gorun.go(nothing())

@@ -128,7 +128,7 @@ def _frame_lines(frames: list[FrameType]) -> Iterator[str]:
 
 
 def _worker_name(g: Goroutine[Any]) -> str:
-    worker = g._worker
+    worker = g._started_on()
     if worker is None:
         return "not started"
     thread = worker.thread
@@ -159,7 +159,8 @@ def goroutine_entry(g: Goroutine[Any], now: float) -> list[str]:
     if task is None:
         if g.done():
             return []
-        waited = time.perf_counter() - g._queued_at if g._queued_at else 0.0
+        queued = g._queued_at  # a float until it starts, which it may do meanwhile
+        waited = time.perf_counter() - queued if queued.__class__ is float and queued else 0.0
         return [f"{title} [runnable, not started, queued {_duration(waited)}]"]
     if task.done():
         return []
@@ -205,11 +206,13 @@ def live_goroutines(rt: Runtime) -> list[Goroutine[Any]]:
                 if isinstance(g, Goroutine) and not g.done():
                     found[g.id] = g
         for w in rt.workers:
-            g = w.running
-            while g is not None:
-                if not g.done():
-                    found[g.id] = g
-                g = g._next  # None if it left the list meanwhile: the counts tell
+            r = w.running
+            # A goroutine that left the list meanwhile holds None or its result in _next
+            # (one slot: see Goroutine.__slots__): the walk stops, the counts tell.
+            while isinstance(r, Goroutine) and r._worker is w:
+                if not r.done():
+                    found[r.id] = r
+                r = r._next
         if len(found) >= min(live, rt.num_goroutine()):
             break
     return [found[i] for i in sorted(found)]

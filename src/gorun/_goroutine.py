@@ -7,8 +7,9 @@ worker loops. Its life:
     PENDING  --(cancel() before any worker claimed it)------------------------------>  DONE
 
 Every transition happens under the goroutine's lock, so a cancel racing a start is
-decided once: whoever takes the coroutine out of the handle under that lock owns it.
-Either the worker claimed it first (the cancel is delivered to the Task on its loop) or
+decided once: whoever replaces the goroutine's Context under that lock owns it (a worker
+puts itself there, a cancel None; see ``Goroutine.__slots__``). Either the worker claimed
+it first (the cancel is delivered to the Task on its loop) or
 the cancel did (the coroutine is closed, never run, and the worker skips it). Once DONE,
 the outcome (result, exception or cancellation) never changes, and the waiters collected
 so far are notified exactly once, each on its own loop.
@@ -43,9 +44,9 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-_PENDING = "pending"
-_RUNNING = "running"
-_DONE = "done"
+#: A done goroutine's callbacks: no more can be added (see the slots of Goroutine).
+_FINISHED: Any = ()
+_Context = contextvars.Context
 
 #: The state-machine locks, shared by stripes of goroutine ids (see the module docstring).
 _LOCKS = tuple(threading.Lock() for _ in range(256))
@@ -67,20 +68,35 @@ class Goroutine(Generic[T]):
     an asyncio Task, an awaiter that is cancelled while waiting cancels the goroutine.
     """
 
-    __slots__ = (
-        "__weakref__",
-        "_callbacks",
-        "_context",
-        "_id",
-        "_name",
-        "_next",
-        "_prev",
-        "_queued_at",
-        "_state",
-        "_task",
-        "_value",
-        "_worker",
-    )
+    # Eight slots for the eleven names a goroutine's life needs: a handle is a tenth of
+    # a parked goroutine, and a slot 8 bytes of it. Names never needed at once share a
+    # slot, as a C union's members do (the second of each pair is an alias of the
+    # first's slot, made below the class):
+    #
+    #   _context / _worker   its Context until claimed; then the Worker that claimed it
+    #                        to start it, or None if a cancel claimed it first. PENDING
+    #                        (and claimable) exactly while this holds a Context.
+    #   _queued_at / _prev   when it was queued (perf_counter), while it waits to start;
+    #                        then its neighbour in its worker's list of running
+    #                        goroutines (see _start_on), None once it left the list.
+    #   _value / _next       its coroutine, until claimed; then its other neighbour in
+    #                        that list; once DONE, its result, or a _Failure for an
+    #                        exception or a cancellation.
+    #
+    # _callbacks is _FINISHED exactly when it is DONE. The scheduler reads _queued_at
+    # of the goroutines in its queues (unlocked, it catches the TypeError of one that
+    # started meanwhile); the others are read under the goroutine's lock, by the thread
+    # that owns the list, or (the dump) checked for their type first.
+    if TYPE_CHECKING:
+        __slots__ = (
+            "__weakref__", "_callbacks", "_context", "_id", "_name", "_next", "_prev",
+            "_queued_at", "_task", "_value", "_worker",
+        )
+    else:
+        __slots__ = (
+            "__weakref__", "_callbacks", "_context", "_id", "_name", "_queued_at",
+            "_task", "_value",
+        )
 
     def __init__(
         self,
@@ -101,21 +117,17 @@ class Goroutine(Generic[T]):
         else:
             self._id = n + _NAMED
             self._name = name
-        # The coroutine until a worker (or a cancel) claims it (see the module docstring),
-        # then None; once DONE, the result, or a _Failure for an exception or a
-        # cancellation. One slot for all three: a handle is a tenth of a parked goroutine.
+        # The slots' unions are described above __slots__.
         self._value: Any = coro
-        # Its runtime rides in the context (go() put it there): see _runtime_of().
-        self._context = context
-        self._state = _PENDING
+        # Its runtime rides in the context (go() put it there): see _cancel_queued().
+        self._context: contextvars.Context | Worker | None = context
+        self._worker: Worker | contextvars.Context | None
         self._task: asyncio.Task[T] | None = None
-        self._worker: Worker | None = None
         # Waiters to notify once done; None until the first one comes (most never do).
         self._callbacks: list[Callable[[], object]] | None = None
-        self._queued_at = 0.0
-        # Its neighbours in its worker's list of running goroutines (see _start_on).
-        self._prev: Goroutine[Any] | None = None
-        self._next: Goroutine[Any] | None = None
+        self._queued_at: float = 0.0
+        self._prev: Goroutine[Any] | None
+        self._next: Goroutine[Any] | None
 
     @property
     def id(self) -> int:
@@ -138,10 +150,16 @@ class Goroutine(Generic[T]):
             self._id = self.id + _NAMED  # the id was read from the old name: keep it
         self._name = name
 
+    def _started_on(self) -> Worker | None:
+        # The worker that claimed it to start it; None if none did (yet).
+        worker = self._worker
+        return None if worker.__class__ is _Context else worker
+
     def __repr__(self) -> str:
-        where = f" on worker {self._worker.index}" if self._worker is not None else ""
-        state = self._state
-        if state == _DONE:
+        worker = self._started_on()
+        where = "" if worker is None else f" on worker {worker.index}"
+        state = "pending" if worker is None else "running"
+        if self._callbacks is _FINISHED:
             value = self._value
             if value.__class__ is not _Failure:
                 state = "finished"
@@ -155,11 +173,11 @@ class Goroutine(Generic[T]):
 
     def done(self) -> bool:
         """True once the goroutine has returned, raised or been cancelled."""
-        return self._state is _DONE
+        return self._callbacks is _FINISHED
 
     def cancelled(self) -> bool:
         """True if the goroutine ended by cancellation."""
-        value = self._value  # a _Failure only once DONE
+        value = self._value  # a _Failure only once DONE (a neighbour while it runs)
         return value.__class__ is _Failure and isinstance(value.exc, _CancelledError)
 
     def result(self) -> T:
@@ -169,7 +187,7 @@ class Goroutine(Generic[T]):
             asyncio.InvalidStateError: it is not done yet.
             asyncio.CancelledError: it was cancelled.
         """
-        if self._state is not _DONE:
+        if self._callbacks is not _FINISHED:
             raise asyncio.InvalidStateError(f"{self!r} is not done yet")
         return self._outcome()
 
@@ -180,7 +198,7 @@ class Goroutine(Generic[T]):
             asyncio.InvalidStateError: it is not done yet.
             asyncio.CancelledError: it was cancelled.
         """
-        if self._state is not _DONE:
+        if self._callbacks is not _FINISHED:
             raise asyncio.InvalidStateError(f"{self!r} is not done yet")
         value = self._value
         if value.__class__ is not _Failure:
@@ -209,25 +227,18 @@ class Goroutine(Generic[T]):
         Returns:
             False if it was already done, else True.
         """
-        if self._state is _PENDING and self._cancel_queued(msg):
+        if self._context.__class__ is _Context and self._cancel_queued(msg):
             return True
         with _LOCKS[self._id & _LOCK_MASK]:
-            state = self._state
-            worker = self._worker
-        if state is _DONE:
+            done = self._callbacks is _FINISHED
+            worker = self._started_on()  # claimed (no Context is put back): or a cancel did
+        if done:
             return False
         if worker is None:
             return True  # PENDING, its coroutine claimed: another cancel is finishing it
         if current_worker() is worker and self._task is not None:
             return self._task.cancel(msg)
         return worker.post(self._cancel_task, msg) or not self.done()
-
-    def _runtime_of(self) -> Runtime:
-        # The runtime a goroutine was spawned into: go() set it in the goroutine's
-        # context, which no code has run in before the goroutine starts.
-        runtime = self._context.get(current_runtime_var)
-        assert runtime is not None
-        return runtime
 
     def _cancel_task(self, msg: Any) -> None:
         if self._task is not None:
@@ -238,12 +249,16 @@ class Goroutine(Generic[T]):
         # The error is made before taking the lock: nothing is allocated inside it.
         exc = _CancelledError(msg) if msg is not None else _CancelledError()
         with _LOCKS[self._id & _LOCK_MASK]:
-            coro: Coroutine[Any, Any, T] | None = self._value
-            if self._state is not _PENDING or coro is None:
+            context = self._context
+            if context.__class__ is not _Context:
                 return False
-            self._value = None
+            self._context = None  # the claim (see __slots__)
+            coro: Coroutine[Any, Any, T] = self._value
         coro.close()
-        self._runtime_of().goroutine_exited()
+        # Its runtime: go() set it in the goroutine's context, which no code has run in.
+        runtime = context.get(current_runtime_var)
+        assert runtime is not None
+        runtime.goroutine_exited()
         self._complete(None, exc)
         return True
 
@@ -255,16 +270,13 @@ class Goroutine(Generic[T]):
         lock = _LOCKS[self._id & _LOCK_MASK]
         lock.acquire()
         try:
-            coro: Coroutine[Any, Any, T] | None = self._value
-            if self._state is not _PENDING or coro is None:
+            context: Any = self._context
+            if context.__class__ is not _Context:
                 return None  # cancelled while queued
-            self._state = _RUNNING
-            self._worker = worker
-            self._value = None
+            self._worker = worker  # the claim (see __slots__): RUNNING
+            coro: Coroutine[Any, Any, T] = self._value
         finally:
             lock.release()
-        self._queued_at = 0.0  # no longer queued (and its float need not live on)
-        context = self._context
         loop = worker.loop
         try:
             direct = PLAIN_TASKS.get(type(loop))
@@ -293,7 +305,8 @@ class Goroutine(Generic[T]):
         # and it waits on something nothing else references (as Go keeps a blocked
         # goroutine). Only the worker's own thread links and unlinks.
         head = worker.running
-        self._next = head
+        self._prev = None  # (its time in the queue until now)
+        self._next = head  # (its coroutine until now, which the Task holds)
         if head is not None:
             head._prev = self
         worker.running = self
@@ -306,10 +319,9 @@ class Goroutine(Generic[T]):
     def _on_task_done(self, task: asyncio.Task[T]) -> None:
         # Runs on the Task's loop, from its done callback or from a same-loop awaiter
         # that got there first: whichever comes first records the outcome.
-        if self._state is _DONE:
+        if self._callbacks is _FINISHED:
             return
-        worker = self._worker
-        assert worker is not None  # set by _start_on before the Task existed
+        worker: Any = self._worker  # set by _start_on before the Task existed
         worker.finished += 1
         prev, after = self._prev, self._next  # unlinked from the running list
         if prev is None:
@@ -339,15 +351,15 @@ class Goroutine(Generic[T]):
         value: Any = result
         failure = None  # made before taking the lock: nothing is allocated inside it
         if exc is not None:
-            loop = None if self._worker is None else self._worker.loop
+            worker = self._started_on()
+            loop = None if worker is None else worker.loop
             value = failure = _Failure(exc, loop, not isinstance(exc, _CancelledError))
         lock = _LOCKS[self._id & _LOCK_MASK]
         lock.acquire()  # not `with`: see _start_on()
         try:
             self._value = value
-            self._state = _DONE
             callbacks = self._callbacks
-            self._callbacks = None
+            self._callbacks = _FINISHED  # DONE
         finally:
             lock.release()
         if failure is not None and failure.armed:
@@ -364,9 +376,9 @@ class Goroutine(Generic[T]):
         lock = _LOCKS[self._id & _LOCK_MASK]
         lock.acquire()  # not `with`: see _start_on()
         try:
-            if self._state is _DONE:
-                return False
             callbacks = self._callbacks
+            if callbacks is _FINISHED:
+                return False
             if callbacks is None:
                 self._callbacks = new
             else:
@@ -379,7 +391,7 @@ class Goroutine(Generic[T]):
         # Unregister *notify* (a waiter that gave up), if it has not been run.
         with _LOCKS[self._id & _LOCK_MASK]:
             callbacks = self._callbacks
-            if callbacks is not None and notify in callbacks:
+            if isinstance(callbacks, list) and notify in callbacks:  # not _FINISHED
                 callbacks.remove(notify)
 
     def add_done_callback(
@@ -423,7 +435,7 @@ class Goroutine(Generic[T]):
                 "Goroutine.wait() would block the event loop running on this thread; "
                 "use 'await goroutine' instead"
             )
-        if self._state is not _DONE:
+        if self._callbacks is not _FINISHED:
             event = threading.Event()
             if self._on_done(event.set) and not event.wait(timeout):
                 self._forget(event.set)
@@ -431,7 +443,7 @@ class Goroutine(Generic[T]):
         return self._outcome()
 
     def __await__(self) -> Generator[Any, None, T]:
-        if self._state is not _DONE:  # else, from any loop: nothing to wait for
+        if self._callbacks is not _FINISHED:  # else, from any loop: nothing to wait for
             task = self._task
             if task is None or task.get_loop() is not running_loop():
                 return (yield from self._await_remote())
@@ -446,7 +458,7 @@ class Goroutine(Generic[T]):
             # Record the outcome now if the Task's done callback has not run yet, and
             # raise our stored exception: a cancelled Task makes a new CancelledError
             # (without its message) each time it is asked.
-            if self._state is not _DONE:
+            if self._callbacks is not _FINISHED:
                 self._on_task_done(task)
         value = self._value  # _outcome(), inline: this runs per await
         if value.__class__ is _Failure:  # (tests/test_copies.py drives both)
@@ -473,3 +485,9 @@ class Goroutine(Generic[T]):
                 continue
             break
         return self._outcome()
+
+
+# The slots' second names (see Goroutine.__slots__): a slot's descriptor, stored under
+# another name, reads and writes the same slot, at the same speed.
+for _alias, _slot in (("_worker", "_context"), ("_prev", "_queued_at"), ("_next", "_value")):
+    setattr(Goroutine, _alias, Goroutine.__dict__[_slot])

@@ -219,7 +219,7 @@ class Placement:
                     waited = now - w.runnext._queued_at > self.runnext_grace
                 else:
                     continue
-            except (IndexError, AttributeError):  # emptied while we looked
+            except (IndexError, AttributeError, TypeError):  # emptied (or started) meanwhile
                 queued = True
                 continue
             if waited and self._stuck(w, now):

@@ -39,8 +39,9 @@ from typing import Any
 import pytest
 
 import gorun
+from gorun._chan_wait import Waiting, new_recv
 from gorun._failure import Failure as _Failure
-from gorun._waiter import CANCELLED, Parker, Waiter, new_parker, new_recv, new_solo
+from gorun._waiter import CANCELLED, Parker, Waiter, new_parker, new_solo
 
 ROUNDS = 400
 
@@ -92,7 +93,7 @@ def _build(spec: ChanSpec, loop: asyncio.AbstractEventLoop) -> tuple[Any, list[A
         value = w.value if queue == "send" else None
         if w.kind == "solo":
             # A goroutine's receive parks on a ChanRecv, its send on a Solo.
-            op: Any = new_recv(ch) if queue == "recv" else new_solo(loop, ch, what, value)
+            op: Any = new_recv() if queue == "recv" else new_solo(loop, ch, what, value)
             if w.stale:
                 op.claim(CANCELLED)
             return op
@@ -112,7 +113,8 @@ def _state(ch: Any, recvs: list[Any], sends: list[Any]) -> dict[str, Any]:
     def waiter_state(w: Any) -> tuple[Any, ...]:
         winner = w.winner if hasattr(w, "winner") else w.parker.winner
         decided = "cancelled" if winner == CANCELLED else ("open" if winner is None else "won")
-        return (decided, w.value)
+        # A waiting receive's value is the mark of its millisecond: one per build, or two.
+        return (decided, "waiting" if w.value.__class__ is Waiting else w.value)
 
     return {
         "buf": list(ch._buf),
@@ -320,20 +322,23 @@ def test_awaiting_a_done_goroutine_gives_what_outcome_gives() -> None:
 def test_a_parked_operation_times_its_wait_as_wait_start_does(
     make: str, last: float, now: float, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from gorun import _waiter
+    # new_solo() shares wait_start()'s floats, inline; new_recv() shares marks of its
+    # own that carry the time, by the same rule.
+    from gorun import _chan_wait, _waiter
 
     monkeypatch.setattr(_waiter, "_monotonic", lambda: now)
+    monkeypatch.setattr(_chan_wait, "_monotonic", lambda: now)
     _waiter._since[0] = last
     want = (_waiter.wait_start(), _waiter._since[0])
-    _waiter._since[0] = last
+    _waiter._since[0] = _chan_wait._waiting[0].since = last
 
-    async def park() -> Any:
+    async def park() -> tuple[Any, float]:
         if make == "new_recv":
-            return _waiter.new_recv(None)
-        return _waiter.new_solo(asyncio.get_running_loop(), None, "chan send")
+            return _chan_wait.new_recv().since, _chan_wait._waiting[0].since
+        op = _waiter.new_solo(asyncio.get_running_loop(), None, "chan send")
+        return op.since, _waiter._since[0]
 
-    op = asyncio.run(park())
-    assert (op.since, _waiter._since[0]) == want
+    assert asyncio.run(park()) == want
 
 
 def test_a_waiter_wakes_a_worker_as_call_in_loop_does() -> None:

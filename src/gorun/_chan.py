@@ -21,19 +21,16 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Generic, TypeVar
 
-from ._chan_wait import cancel_recv, cancel_send, wait_timed
+from ._chan_wait import ChanRecv, Waiting, cancel_recv, cancel_send, new_recv, wait_timed
 from ._compat import current_task_on
 from ._config import check_seconds
 from ._thread_state import running_loop
 from ._waiter import (
     CLOSED,
     TAKEN,
-    WAITING,
-    ChanRecv,
     Solo,
     ThreadSolo,
     check_blocking_allowed,
-    new_recv,
     new_solo,
     note_plain_thread,
 )
@@ -207,7 +204,7 @@ class Chan(Generic[T]):
             while self._recvq:
                 receiver = self._recvq.popleft()
                 if receiver.__class__ is ChanRecv:  # a goroutine's: claim(), inline
-                    if receiver.value is WAITING:
+                    if receiver.value.__class__ is Waiting:
                         receiver.value = value  # claimed and handed over at once
                         break
                 elif receiver.claim():
@@ -232,7 +229,7 @@ class Chan(Generic[T]):
             if timeout is None:
                 await op.fut
             else:
-                await wait_timed(op, timeout)
+                await self._wait_timed(op, timeout)
         except asyncio.CancelledError:
             cancel_send(self, op, base)
         if op.value is CLOSED:
@@ -306,7 +303,7 @@ class Chan(Generic[T]):
         try:
             got = self._try_recv()
             if got is None:
-                op = new_recv(self)
+                op = new_recv()
                 self._recvq.append(op)
         finally:
             lock.release()
@@ -318,9 +315,9 @@ class Chan(Generic[T]):
             if timeout is None:
                 await op.fut
             else:
-                await wait_timed(op, timeout, "recv_ok")
+                await self._wait_timed(op, timeout, "recv_ok")
         except asyncio.CancelledError:
-            cancel_recv(op)
+            self._cancel_recv(op)
         return (None, False) if op.value is CLOSED else (op.value, True)
 
     async def recv(self, timeout: float | None = None) -> T:  # noqa: ASYNC109 (see send)
@@ -361,7 +358,7 @@ class Chan(Generic[T]):
                     elif got.claim():
                         break
                 else:
-                    got = new_recv(self)
+                    got = new_recv()
                     self._recvq.append(got)
         finally:
             self._lock.release()
@@ -374,9 +371,9 @@ class Chan(Generic[T]):
             if timeout is None:
                 await got.fut
             else:
-                await wait_timed(got, timeout)
+                await self._wait_timed(got, timeout)
         except asyncio.CancelledError:
-            cancel_recv(got)
+            self._cancel_recv(got)
         if got.value is CLOSED:
             raise Closed("recv on closed channel")
         return got.value  # type: ignore[no-any-return]
@@ -410,6 +407,12 @@ class Chan(Generic[T]):
 
     def __aiter__(self) -> AsyncIterator[T]:
         return _Iterator(self)
+
+    # Methods, not calls with the channel as an argument: a receive's frame (kept by
+    # every parked goroutine) is as deep as its deepest call, and a method call passes
+    # self in the slot that holds the method.
+    _wait_timed = wait_timed
+    _cancel_recv = cancel_recv
 
     # -- close --------------------------------------------------------------------------
 

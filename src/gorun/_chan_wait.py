@@ -16,20 +16,127 @@ is handed on (`complete_cancelled`).
 from __future__ import annotations
 
 import sys
+import time
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from types import FrameType
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from ._waiter import CANCELLED, CLOSED, TIMED_OUT, ChanRecv, Solo, complete_cancelled
+from ._thread_state import running_loop
+from ._waiter import CANCELLED, CLOSED, TAKEN, TIMED_OUT, Blocking, Solo, complete_cancelled
 from ._waitq import Queued, pop_live, remove
 
 if TYPE_CHECKING:
     from ._chan import Chan
 
+_monotonic = time.monotonic
+_new = object.__new__
 
-async def wait_timed(op: Solo | ChanRecv, seconds: float, what: str | None = None) -> None:
-    """Wait for *op*, queued on the channel ``op.owner``, at most *seconds*; *what*
-    names the operation in the TimeoutError (by default ``"recv"`` for a `ChanRecv`,
-    else ``"send"``).
+
+class Waiting:
+    """A parked receive's value while it waits, which says since when (``since``).
+
+    One is shared by the receives that park within the same millisecond, as
+    ``_waiter.wait_start()`` shares its floats: no object of its own per receive.
+    """
+
+    __slots__ = ("since",)
+
+    since: float
+
+
+_waiting = [_new(Waiting)]  # the latest: see new_recv()
+_waiting[0].since = 0.0
+
+
+class ChanRecv(Blocking):
+    """A goroutine's parked channel receive (``recv``, ``recv_ok``): a `Solo` in two slots.
+
+    Every parked receive holds one, so it keeps its future and one slot, ``value``, for
+    the rest. While it waits, ``value`` is a `Waiting`. A claim puts its mark there
+    (TAKEN, TIMED_OUT or CANCELLED), and a counterparty that claimed it puts the value
+    it hands over, or CLOSED, in the same hold of the channel's lock. So, under that
+    lock, it is decided exactly when ``value`` is no `Waiting`; once woken, ``value`` is
+    what ended it (the marks are objects of their own, which nobody can send). Its
+    label is a class attribute, and its channel is not kept: the frame that holds it
+    (``Chan.recv``'s or ``recv_ok``'s) holds the channel, which passes itself to the
+    functions below, and the dump finds it there (`blocked_on`). Made by `new_recv`.
+    """
+
+    __slots__ = ("value",)
+
+    case: ClassVar[int] = 0  # as a select's Waiter, for code that handles both
+    what = "chan receive"
+    owner = None  # (see blocked_on)
+    value: Any
+
+    @property
+    def since(self) -> float | None:  # type: ignore[override]
+        """When the wait began; None once decided."""
+        value = self.value
+        return value.since if value.__class__ is Waiting else None
+
+    def blocked_on(self, frame: FrameType) -> str:
+        """The channel's repr: the value of its frame that has a queue of receivers."""
+        for value in list(frame.f_locals.values()):
+            if hasattr(type(value), "_recvq"):
+                return repr(value)
+        return "a channel"
+
+    def claim(self, mark: Any = TAKEN) -> bool:
+        """Decide this receive (see the class docstring); False if already decided.
+
+        Call with the channel's lock held.
+        """
+        if self.value.__class__ is not Waiting:
+            return False
+        self.value = mark
+        return True
+
+    @property
+    def stale(self) -> bool:
+        """Decided already (completed, or it gave up)."""
+        return self.value.__class__ is not Waiting
+
+    @property
+    def winner(self) -> Any:
+        """As a Solo's: None while it waits, else TIMED_OUT, CANCELLED or TAKEN."""
+        value = self.value
+        if value.__class__ is Waiting:
+            return None
+        return value if value is TIMED_OUT or value is CANCELLED else TAKEN
+
+
+def new_recv() -> ChanRecv:
+    """A `ChanRecv` on the running loop.
+
+    (No argument: the call is the deepest point of the receive's frame, which a parked
+    goroutine keeps, 8 bytes per value it can hold.)
+
+    Raises:
+        RuntimeError: the await runs outside an event loop.
+    """
+    loop = running_loop()
+    if loop is None:
+        raise RuntimeError("no running event loop")
+    op: ChanRecv = _new(ChanRecv)
+    op.fut = loop.create_future()
+    now = _monotonic()
+    mark = _waiting[0]
+    if now - mark.since >= 1e-3:
+        mark = _new(Waiting)
+        mark.since = now
+        _waiting[0] = mark  # a race between threads only means a mark more
+    op.value = mark
+    return op
+
+
+async def wait_timed(
+    ch: Chan[Any], op: Solo | ChanRecv, seconds: float, what: str | None = None
+) -> None:
+    """Wait for *op*, queued on *ch*, at most *seconds*; *what* names the operation in
+    the TimeoutError (by default ``"recv"`` for a `ChanRecv`, else ``"send"``). Chan
+    calls it as its method ``_wait_timed``, whose call needs no slot more in the
+    receive's frame.
 
     A timer on op's loop claims it as TIMED_OUT unless a counterparty (or a cancellation)
     claimed it first: exactly one of the hand-off and the timeout wins.
@@ -37,7 +144,6 @@ async def wait_timed(op: Solo | ChanRecv, seconds: float, what: str | None = Non
     Raises:
         TimeoutError: the timer won; *op* left its queue and took no effect.
     """
-    ch: Chan[Any] = op.owner  # type: ignore[assignment]
     recv = op.__class__ is ChanRecv
     queue = ch._recvq if recv else ch._sendq
     if what is None:
@@ -73,13 +179,12 @@ def cancel_send(ch: Chan[Any], op: Solo, base: int) -> None:
     complete_cancelled(base, sys.exception())  # type: ignore[arg-type]
 
 
-def cancel_recv(op: ChanRecv) -> None:
+def cancel_recv(ch: Chan[Any], op: ChanRecv) -> None:
     """A parked receive's await was cancelled: give up and raise the CancelledError
     being handled. A value a sender handed over in that instant goes back to the head of
     the channel, so that a cancelled receive never swallows a value. (A receive that
     timed out first holds no value.) Call from the ``except`` block."""
-    # One argument, not the channel too: a slot less in every parked receive's frame.
-    ch: Chan[Any] = op.owner  # type: ignore[assignment]  # a receive's owner is its Chan
+    # (Chan calls it as its method _cancel_recv: see wait_timed.)
     woken = None
     with ch._lock:
         if op.claim(CANCELLED):

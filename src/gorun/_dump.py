@@ -72,13 +72,13 @@ def await_chain(task: asyncio.Task[Any]) -> list[FrameType]:
     return frames
 
 
-def _blocking_on(fut: object, frames: list[FrameType]) -> Blocking | None:
+def _blocking_on(fut: object, frames: list[FrameType]) -> tuple[Blocking, FrameType] | None:
     # The Blocking whose future *fut* is, among the values of the frames the Task is
-    # suspended in (innermost first: the blocking operation's own frame).
+    # suspended in (innermost first: the blocking operation's own frame), and its frame.
     for frame in reversed(frames):
         for value in list(frame.f_locals.values()):
             if isinstance(value, Blocking) and value.fut is fut:
-                return value
+                return value, frame
     return None
 
 
@@ -91,10 +91,11 @@ def describe(task: asyncio.Task[Any]) -> Wait:
     frames = await_chain(task)
     if waiter is None:
         return Wait("runnable", frames=frames)
-    blocking = _blocking_on(waiter, frames)
-    if blocking is not None:
+    found = _blocking_on(waiter, frames)
+    if found is not None:
+        blocking, frame = found
         try:
-            detail = blocking.blocked_on()
+            detail = blocking.blocked_on(frame)
         except Exception as exc:  # a diagnostic must not fail on odd state
             detail = f"({type(exc).__name__} reading it)"
         return Wait(blocking.what, detail, blocking.since, True, frames)

@@ -13,6 +13,7 @@ import asyncio
 import collections.abc
 import random
 from collections import deque
+from types import FrameType
 from typing import Any
 
 from ._chan import Chan, Closed
@@ -67,7 +68,7 @@ class SelectParker(Parker):
 
     __slots__ = ()
 
-    def blocked_on(self) -> str:
+    def blocked_on(self, frame: FrameType) -> str:
         cases: list[Case] = self.owner  # type: ignore[assignment]
         return "; ".join(f"{kind} {ch!r}" for kind, ch, _ in cases)
 

@@ -1,9 +1,10 @@
 """Parking and waking one blocked operation, on any loop or plain thread.
 
 A blocked goroutine sleeps on a future of its own loop, held by a `Blocking` object that
-also says what it waits for. A plain ``send`` or ``recv`` (or a Mutex acquire, a
-WaitGroup wait) queues one `Solo`, which is both the sleeper and the queued operation; a
-``select`` queues one `Waiter` per case, all sharing one `Parker`. A plain thread sleeps
+also says what it waits for. A plain ``send`` (or a Mutex acquire, a WaitGroup wait)
+queues one `Solo`, which is both the sleeper and the queued operation (a ``recv``, the
+smaller ``_chan_wait.ChanRecv``); a ``select`` queues one `Waiter` per case, all sharing
+one `Parker`. A plain thread sleeps
 on a `ThreadSolo`, whose ``threading.Event`` stands in for the future.
 
 Claiming is the commit point. Whoever claims a waiter first (a counterparty handing it
@@ -17,12 +18,12 @@ when that is the calling thread's loop, else through the loop's coalesced wake-u
 **The blocking-point protocol.** ``gorun.dump()`` and deadlock detection learn what a
 goroutine waits for from the `Blocking` object that holds the future its Task awaits:
 it carries ``what`` (the label the dump prints, such as ``"chan receive"``), ``owner``
-(the primitive, whose repr the dump prints; `Blocking.blocked_on` may say more) and
-``since``. Every gorun blocking operation sleeps on one, and nothing else is needed for
-the dump to show it. (The future is a plain ``asyncio.Future``, not a subclass that
-could carry all this itself: a Task awaits an exact Future through C fast paths, a
-subclass through Python calls, about a seventh more instructions per same-loop
-hand-off.)
+(the primitive, whose repr the dump prints; `Blocking.blocked_on`, given the frame the
+waiter was found in, may say more or find it there) and ``since``. Every gorun blocking
+operation sleeps on one, and nothing else is needed for the dump to show it. (The
+future is a plain ``asyncio.Future``, not a subclass that could carry all this itself: a
+Task awaits an exact Future through C fast paths, a subclass through Python calls, about
+a seventh more instructions per same-loop hand-off.)
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import asyncio
 import threading
 import time
 import weakref
+from types import FrameType
 from typing import Any, ClassVar
 
 from ._compat import current_task_on
@@ -59,7 +61,7 @@ def wait_start() -> float:
 
 class _Mark:
     # The marks below: objects of their own, never strings, since a receive's value slot
-    # holds its mark and its value (see ChanRecv): an interned "taken" could be sent.
+    # holds its mark and its value (_chan_wait.ChanRecv): an interned "taken" could be sent.
     __slots__ = ("_name",)
 
     def __init__(self, name: str) -> None:
@@ -81,8 +83,6 @@ TAKEN: Any = _Mark("TAKEN")
 #: a receive gets ``(None, False)``. In the value's own slot (a value nobody can send),
 #: not a flag beside it: a slot less in every blocked send and receive.
 CLOSED: Any = _Mark("CLOSED")
-#: A parked receive's value until something decides it (see ChanRecv).
-WAITING: Any = _Mark("WAITING")
 
 
 class Blocking:
@@ -94,17 +94,19 @@ class Blocking:
     can end such a wait (no timer, I/O or thread), which deadlock detection relies on.
     """
 
-    # ``what`` is a slot of each subclass, or a class attribute where one label serves
-    # every instance (ChanRecv): a slot is 8 bytes of every parked goroutine.
-    __slots__ = ("fut", "owner", "since")
+    # Only ``fut`` is a slot here: the others are slots of each subclass, or what a
+    # subclass derives them from (a channel receive's ChanRecv, in ``_chan_wait``, keeps
+    # two slots in all): a slot is 8 bytes of every parked goroutine.
+    __slots__ = ("fut",)
 
     fut: asyncio.Future[Any]
     what: str
     owner: object
-    since: float
+    since: float | None
 
-    def blocked_on(self) -> str:
-        """What the dump prints after the label: by default, the owner's repr."""
+    def blocked_on(self, frame: FrameType) -> str:
+        """What the dump prints after the label: by default, the owner's repr. *frame*
+        is the frame the dump found this waiter in."""
         return repr(self.owner)
 
     def wake(self) -> None:
@@ -157,60 +159,17 @@ class Solo(_Claim, Blocking):
     that queued it. Made by `new_solo` only.
     """
 
-    __slots__ = ("value", "what", "winner")
+    __slots__ = ("owner", "since", "value", "what", "winner")
 
     case: ClassVar[int] = 0  # as a select's Waiter, for code that handles both
     value: Any  # the value to send, the value received, or CLOSED
     winner: Any
 
 
-class ChanRecv(Blocking):
-    """A goroutine's parked channel receive (``recv``, ``recv_ok``): a `Solo` in less.
-
-    Every parked receive holds one, so it keeps its whole state in one slot. ``value``
-    is WAITING while it waits; a claim puts its mark there (TAKEN, TIMED_OUT or
-    CANCELLED), and a counterparty that claimed it then puts the value it hands over,
-    or CLOSED, in the same hold of the channel's lock. So, under that lock, it is
-    decided exactly when ``value is not WAITING``; once woken, ``value`` is what ended
-    it: a value received, CLOSED, TIMED_OUT or CANCELLED (the marks are objects of
-    their own, which nobody can send). Its label is a class attribute. Made by
-    `new_recv` only.
-    """
-
-    __slots__ = ("value",)
-
-    case: ClassVar[int] = 0  # as a select's Waiter, for code that handles both
-    what = "chan receive"
-    value: Any
-
-    def claim(self, mark: Any = TAKEN) -> bool:
-        """Decide this receive (see the class docstring); False if already decided.
-
-        Call with the channel's lock held.
-        """
-        if self.value is not WAITING:
-            return False
-        self.value = mark
-        return True
-
-    @property
-    def stale(self) -> bool:
-        """Decided already (completed, or it gave up)."""
-        return self.value is not WAITING
-
-    @property
-    def winner(self) -> Any:
-        """As a Solo's: None while it waits, else TIMED_OUT, CANCELLED or TAKEN."""
-        value = self.value
-        if value is WAITING:
-            return None
-        return value if value is TIMED_OUT or value is CANCELLED else TAKEN
-
-
 class Described(Blocking):
     """A `Blocking` that only describes a wait on a future something else resolves."""
 
-    __slots__ = ("what",)
+    __slots__ = ("owner", "since", "what")
 
 
 _new = object.__new__
@@ -255,31 +214,6 @@ def new_solo(
     return op
 
 
-def new_recv(owner: object) -> ChanRecv:
-    """A `ChanRecv` on the running loop, waiting on the channel *owner*.
-
-    (One argument: the call is the deepest point of the receive's frame, which a parked
-    goroutine keeps, 8 bytes per value it can hold.)
-
-    Raises:
-        RuntimeError: the await runs outside an event loop.
-    """
-    loop = running_loop()
-    if loop is None:
-        raise RuntimeError("no running event loop")
-    op: ChanRecv = _new(ChanRecv)  # as new_solo(), with its wait_start() inline
-    op.fut = loop.create_future()
-    op.value = WAITING
-    op.owner = owner
-    now = _monotonic()  # (tests/test_copies.py drives both)
-    last = _since[0]
-    if now - last < 1e-3:
-        op.since = last
-    else:
-        op.since = _since[0] = now
-    return op
-
-
 class ThreadSolo(_Claim):
     """A plain operation of a plain thread (the ``_blocking`` methods): a Solo whose
     sleeper is a ``threading.Event``."""
@@ -309,7 +243,7 @@ class Parker(Blocking):
     it, or CANCELLED when the operation itself gave up (cancellation or timeout).
     """
 
-    __slots__ = ("lock", "what", "winner")
+    __slots__ = ("lock", "owner", "since", "what", "winner")
 
     lock: threading.Lock | None
     winner: Any

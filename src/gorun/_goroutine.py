@@ -86,7 +86,8 @@ class Goroutine(Generic[T]):
     # _callbacks is _FINISHED exactly when it is DONE. The scheduler reads _queued_at
     # of the goroutines in its queues (unlocked, it catches the TypeError of one that
     # started meanwhile); the others are read under the goroutine's lock, by the thread
-    # that owns the list, or (the dump) checked for their type first.
+    # that owns the list, or (the dump) checked for their type first. (The type checker
+    # is shown each name as a slot of its own, with its own type.)
     if TYPE_CHECKING:
         __slots__ = (
             "__weakref__", "_callbacks", "_context", "_id", "_name", "_next", "_prev",
@@ -231,7 +232,7 @@ class Goroutine(Generic[T]):
             return True
         with _LOCKS[self._id & _LOCK_MASK]:
             done = self._callbacks is _FINISHED
-            worker = self._started_on()  # claimed (no Context is put back): or a cancel did
+            worker = self._started_on()  # None: a cancel claimed it (a claim is final)
         if done:
             return False
         if worker is None:

@@ -713,6 +713,65 @@ def test_a_worker_loops_call_soon_makes_the_handle_asyncio_makes() -> None:
     gorun.run(main(), procs=1)
 
 
+def test_a_worker_queues_its_tick_as_one_reused_handle() -> None:
+    # The tick is queued by appending one Handle, made once per worker, to the loop's
+    # ready queue (never twice at a time), and it starts what was queued each time.
+    from gorun._compat import DirectHandle
+
+    async def child(i: int) -> int:
+        return i
+
+    async def main() -> None:
+        loop: Any = asyncio.get_running_loop()
+        worker = loop._gorun_worker
+        seen: list[Any] = []
+        for round_ in range(3):
+            handles = [gorun.go(child(i)) for i in range(3)]
+            ticks = [h for h in loop._ready if type(h) is DirectHandle]
+            assert len(ticks) == 1
+            seen.append(ticks[0])
+            assert [await h for h in handles] == [0, 1, 2], round_
+        assert seen[0] is seen[1] is seen[2]
+        assert seen[0]._callback == worker.tick
+        assert "tick" in repr(seen[0])
+
+    gorun.run(main(), procs=1)
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_a_direct_handle_runs_and_reports_its_failure_as_a_handle_does(debug: bool) -> None:
+    from gorun._compat import DirectHandle
+
+    reports: list[dict[str, Any]] = []
+    ran: list[int] = []
+
+    def boom() -> None:
+        ran.append(1)
+        raise ValueError("from the callback")
+
+    async def main() -> None:
+        loop: Any = asyncio.get_running_loop()
+        loop.set_exception_handler(lambda _l, c: reports.append(c))
+        handle = DirectHandle(boom, loop)
+        theirs = asyncio.Handle(boom, (), loop, contextvars.Context())
+        ours_repr, _, ours_at = repr(handle).partition(" created at ")
+        theirs_repr, _, theirs_at = repr(theirs).partition(" created at ")
+        assert ours_repr.replace("DirectHandle", "Handle", 1) == theirs_repr
+        # In debug mode, where it was made: here (DirectHandle's own frame dropped).
+        assert bool(ours_at) == bool(theirs_at) == debug
+        assert ours_at.partition(":")[0] == theirs_at.partition(":")[0]
+        for _ in range(2):  # the same handle, queued again once it has run
+            loop._ready.append(handle)
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+
+    gorun.run(main(), procs=1, debug=debug)
+    assert ran == [1, 1]
+    assert [type(r["exception"]) for r in reports] == [ValueError, ValueError]
+    assert all(r["message"].startswith("Exception in callback") for r in reports)
+    assert all(type(r["handle"]).__name__ == "DirectHandle" for r in reports)
+
+
 def test_a_worker_parks_when_its_selector_watches_no_file_at_all() -> None:
     # Parking polls epoll for as many events as the selector has files, and epoll
     # refuses to wait for none: a loop whose self-pipe reader was removed (asyncio's own

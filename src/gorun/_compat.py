@@ -223,6 +223,35 @@ def _move_due_timers(scheduled: list[Any], ready: Any, resolution: float) -> Non
         ready.append(handle)
 
 
+class DirectHandle(asyncio.Handle):
+    """A Handle made once for a loop's own bookkeeping callback, queued again and again.
+
+    ``call_soon(callback)`` without a context makes a Handle and copies the context each
+    time, through asyncio's checks; this Handle is appended to the ready queue as it is
+    (``loop._ready.append``), by the one thread that runs the loop, and never twice at a
+    time (its owner keeps a flag). Its ``_run`` calls the callback directly, in the
+    context the loop runs in, rather than through ``Context.run``, which would enter the
+    interpreter once more: a gorun worker's tick runs the first steps of Tasks itself,
+    and those then sit on the C stack where asyncio's own loop would run them. The
+    callback must take no arguments and need no context of its own.
+    """
+
+    __slots__ = ()
+
+    def __init__(self, callback: Callable[[], object], loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(callback, (), loop, contextvars.Context())
+        if self._source_traceback:  # type: ignore[attr-defined]
+            del self._source_traceback[-1]  # type: ignore[attr-defined]  # (this frame)
+
+    def _run(self) -> None:
+        try:
+            self._callback()  # type: ignore[attr-defined]
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            handle_failed(self, exc)
+
+
 def handle_failed(handle: Any, exc: BaseException) -> None:
     """What asyncio's ``Handle._run`` does when the callback of *handle* raised *exc*."""
     extra = {"debug": handle._loop.get_debug()} if _FORMAT_DEBUG else {}

@@ -34,7 +34,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ._compat import handle_failed, loop_selector, self_pipe, signal_handlers
+from ._compat import DirectHandle, handle_failed, loop_selector, self_pipe, signal_handlers
 from ._parking import Parking
 from ._permit import Turn
 from ._selector import ParkingSelector
@@ -96,8 +96,7 @@ class Worker(Parking):
         self.selector: ParkingSelector | None = None
         self.thread: threading.Thread | None = None
         self.thread_id: int | None = None
-        self.lock = threading.Lock()
-        # Guarded by self.lock.
+        self.lock = threading.Lock()  # guards the next six
         self.runq: deque[Startable] = deque()
         self.runnext: Startable | None = None
         self.inbox: deque[tuple[Callable[..., object], tuple[Any, ...]]] = deque()
@@ -116,7 +115,10 @@ class Worker(Parking):
         self.running: Any = None
         self.stolen = 0
         self.last_tick = 0.0
+        # Whether a tick is queued on the loop; queue_tick queues one (owner thread), by
+        # call_soon until attach gives it a reused Handle (_compat.DirectHandle).
         self._tick_scheduled = False
+        self.queue_tick: Callable[[], object] = self._call_soon_tick
         # How many goroutines a tick starts (see tick); reset to 1 whenever it parks.
         self._batch = 1
         self._started_last = 0
@@ -160,6 +162,8 @@ class Worker(Parking):
         self.kind = "asyncio"
         self.parks_in_selector = True
         self.ready = getattr(loop, "_ready", None)
+        if self.ready is not None:
+            self.queue_tick = functools.partial(self.ready.append, DirectHandle(self.tick, loop))
         self.defers_wakes = GIL_ENABLED
         self.permit = self.runtime.permit
         if self.permit is not None:
@@ -207,7 +211,7 @@ class Worker(Parking):
             lock.release()
         if not self._tick_scheduled:  # schedule_tick(), inline: this runs per spawn
             self._tick_scheduled = True  # (tests/test_copies.py drives both)
-            self.loop.call_soon(self.tick)
+            self.queue_tick()
         # No idle worker is woken here: this worker usually gets to its queue within
         # microseconds, and a thief woken now would split a goroutine from the partner
         # it was spawned with. If this loop stays busy, its next tick (or the monitor,
@@ -337,7 +341,10 @@ class Worker(Parking):
         """Make sure a tick runs on this loop soon (owner thread only)."""
         if not self._tick_scheduled:
             self._tick_scheduled = True
-            self.loop.call_soon(self.tick)
+            self.queue_tick()
+
+    def _call_soon_tick(self) -> None:
+        self.loop.call_soon(self.tick)
 
     def tick(self) -> None:
         """Run posted callbacks, then start a batch of queued goroutines."""
@@ -360,7 +367,7 @@ class Worker(Parking):
         if more:
             if not self._tick_scheduled:  # schedule_tick(), inline (tests/test_copies.py)
                 self._tick_scheduled = True
-                self.loop.call_soon(self.tick)
+                self.queue_tick()
             runtime = self.runtime
             # With the permit, no thief could run while this loop computes: the monitor
             # wakes one if it blocks (see Placement.find_stuck).

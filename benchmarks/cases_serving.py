@@ -33,6 +33,10 @@ WORK = 2_000
 CONNECTIONS = 64
 THREADS = 2
 DURATION, QUICK_DURATION = 4, 1
+#: Rounds of a serving case, fewer than the suite's: each takes seconds per peer. Runs of
+#: one server vary by several percent (a shared 2-vCPU machine, wrk on it too), so a
+#: median needs more than three.
+ROUNDS = 5
 
 _RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n%b"
 
@@ -185,7 +189,7 @@ def cases(procs: int) -> list[MetricCase]:
             peers=peers,
             measures=_MEASURES,
             targets=targets,
-            max_rounds=3,
+            max_rounds=ROUNDS,
         )
     ]
 
@@ -236,7 +240,7 @@ def framework_cases(procs: int) -> list[MetricCase]:
                 Target(ours, base, 1.0, note="requests/s at least stock asyncio's"),
                 Target(ours, base, 1.0, metric="p99", note="p99 at most stock asyncio's"),
             ],
-            max_rounds=3,
+            max_rounds=ROUNDS,
         )
 
     def uvicorn_every_worker(quick: bool) -> Sample:

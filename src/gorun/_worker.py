@@ -96,7 +96,7 @@ class Worker(Parking):
         self.selector: ParkingSelector | None = None
         self.thread: threading.Thread | None = None
         self.thread_id: int | None = None
-        self.lock = threading.Lock()  # guards the next six
+        self.lock = threading.Lock()  # guards the next seven
         self.runq: deque[Startable] = deque()
         self.runnext: Startable | None = None
         self.inbox: deque[tuple[Callable[..., object], tuple[Any, ...]]] = deque()

@@ -229,11 +229,10 @@ class DirectHandle(asyncio.Handle):
     ``call_soon(callback)`` without a context makes a Handle and copies the context each
     time, through asyncio's checks; this Handle is appended to the ready queue as it is
     (``loop._ready.append``), by the one thread that runs the loop, and never twice at a
-    time (its owner keeps a flag). Its ``_run`` calls the callback directly, in the
-    context the loop runs in, rather than through ``Context.run``, which would enter the
-    interpreter once more: a gorun worker's tick runs the first steps of Tasks itself,
-    and those then sit on the C stack where asyncio's own loop would run them. The
-    callback must take no arguments and need no context of its own.
+    time (its owner keeps a flag). Its ``_run`` calls the callback directly, as a plain
+    Python call in the context the loop runs in, rather than through ``Context.run``,
+    which would enter the interpreter once more. The callback must take no arguments and
+    need no context of its own.
     """
 
     __slots__ = ()

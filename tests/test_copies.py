@@ -12,10 +12,11 @@ original in a comment, and each is checked here against it, with the same inputs
   they did: the outcome, which waiter was claimed and what it was handed, the buffer and
   the queues.
 * ``Worker.post`` inlines ``Worker._claim_wake``; ``Worker.push_local`` inlines
-  ``Worker.schedule_tick``; awaiting a done ``Goroutine`` inlines ``Goroutine._outcome``;
-  ``new_solo`` and ``new_recv`` inline ``wait_start``; ``Blocking.wake`` inlines the
-  gorun-worker case of ``call_in_loop``; ``Worker._start_eagerly`` inlines
-  ``Worker._take_next``; ``go()`` inlines the common case of ``Runtime.spawn``.
+  ``Worker.queue_time`` and ``Worker.schedule_tick``; awaiting a done ``Goroutine``
+  inlines ``Goroutine._outcome``; ``new_solo`` and ``new_recv`` inline ``wait_start``;
+  ``Blocking.wake`` inlines the gorun-worker case of ``call_in_loop``;
+  ``Worker._start_eagerly`` inlines ``Worker._take_next``; ``go()`` inlines the common
+  case of ``Runtime.spawn``.
 
 The other copies kept for speed have tests of their own beside the code they concern:
 ``_compat.LoopBase.call_soon`` against ``asyncio.Handle`` (test_runtime.py,
@@ -315,6 +316,55 @@ def test_awaiting_a_done_goroutine_gives_what_outcome_gives() -> None:
         assert have == want
         if failure.__class__ is _Failure:
             assert not failure.armed  # disarmed: nothing is reported as it is freed
+
+
+@pytest.mark.parametrize(
+    ("last", "now"), [(0.0, 5.0), (5.0, 5.00001), (5.0, 5.0000499), (5.0, 5.00005), (5.0, 4.9)]
+)
+def test_push_local_times_the_queue_as_queue_time_does(
+    last: float, now: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gorun import _worker as worker_module
+
+    monkeypatch.setattr(worker_module, "perf_counter", lambda: now)
+    original, copy = _worker(), _worker()
+    original._queue_time = copy._queue_time = last
+    want = original.queue_time()
+    g = types.SimpleNamespace(_queued_at=0.0)
+    copy.push_local(g)
+    assert g._queued_at is want
+    assert copy._queue_time is original._queue_time
+
+
+def test_goroutines_queued_within_the_grain_share_one_queue_time(
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each queue time is at most QUEUE_TIME_GRAIN older than the time it stands for
+    # (never younger), and a new one is taken once the last is that old; from the
+    # worker's own thread (push_local) and from others (push_remote) alike.
+    from gorun import _worker as worker_module
+
+    clock = [100.0]
+    monkeypatch.setattr(worker_module, "perf_counter", lambda: clock[0])
+    worker = _worker()
+    worker.runtime.wake_idle = lambda: None  # push_remote's call once the worker is woken
+    grain = worker_module.QUEUE_TIME_GRAIN
+    times: list[float] = []
+    clocks: list[float] = []
+    for step in [0.0, grain / 3, grain / 3, grain / 2, grain / 2, 10.0]:
+        clock[0] += step
+        g = types.SimpleNamespace(_queued_at=0.0)
+        if len(times) % 2:
+            worker.push_local(g)
+        else:
+            assert worker.push_remote(g)
+        assert clock[0] - grain < g._queued_at <= clock[0]
+        times.append(g._queued_at)
+        clocks.append(clock[0])
+    assert times[0] is times[1] is times[2]  # within a grain of the first
+    assert times[3] is clocks[3]  # past it: a time of its own
+    assert times[4] is times[3]
+    assert times[5] is clocks[5]
 
 
 @pytest.mark.parametrize("make", ["new_solo", "new_recv"])

@@ -56,7 +56,6 @@ class Parking(Wakeups):
     cpu_sample: Sample | None
     leader_sample: Sample | None
     schedule_tick: Callable[[], None]
-    drain_inbox: Callable[[], None]
     has_queued: Callable[[], bool]
 
     def _as_worker(self) -> Worker:
@@ -251,3 +250,28 @@ class Parking(Wakeups):
             self.parked = not self.has_queued()
         if retry is not None:
             self.loop.call_later(retry, self.tick)
+
+    def drain_inbox(self) -> None:
+        """Run the callbacks posted to this worker (own thread)."""
+        # No lock: this thread is the only one that takes from the inbox, and a deque's
+        # append and popleft are atomic (under the GIL, and by the deque's own lock on a
+        # free-threaded build). Only what was posted before the drain began runs now:
+        # what the callbacks post to this worker waits for the next drain.
+        inbox = self.inbox
+        popleft = inbox.popleft
+        for _ in range(len(inbox)):
+            fn, args = popleft()
+            try:
+                fn(*args)
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                self._callback_failed(fn, exc)
+
+    def _callback_failed(self, fn: Callable[..., object], exc: BaseException) -> None:
+        self.loop.call_exception_handler(
+            {
+                "message": f"Exception in callback {fn!r} posted to gorun worker {self.index}",
+                "exception": exc,
+            }
+        )

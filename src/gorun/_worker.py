@@ -258,7 +258,8 @@ class Worker(Parking):
 
     def queue_time(self) -> float:
         """``perf_counter()`` now, or the float last returned if that is less than
-        QUEUE_TIME_GRAIN older (any thread: a race only loses a chance to share)."""
+        QUEUE_TIME_GRAIN older. Any thread: a race may lose a chance to share, or hand
+        out a time another thread read a moment later (younger by that moment)."""
         now = perf_counter()
         shared = self._queue_time
         if now - shared < QUEUE_TIME_GRAIN:

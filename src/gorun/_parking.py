@@ -80,6 +80,8 @@ class Parking(Wakeups):
                 permit.pass_turn(self)  # another worker's turn (or ours was taken)
             else:
                 permit.since = now  # not stuck
+                if now >= self.sysmon.extend_at:
+                    self.sysmon.extend(now, self)  # spares the monitor a look
         elif self.woken:
             self.hand_over_gil()
         if self.shares_gil:

@@ -1,0 +1,130 @@
+"""An alarm one thread sleeps on without the GIL, and another moves without waking it.
+
+The monitor thread (``_sysmon``) sleeps on one. A busy worker that is the only one
+running pushes its time back while it shows, by selecting, that nothing it holds is
+stuck: with the GIL, every time the monitor wakes it must take the GIL from that worker
+in the middle of a callback, and so a look it does not need still costs the worker a
+hand-over. A ``threading.Condition`` cannot be moved like that: whoever moves its
+timeout must wake the sleeper, which then wants the GIL.
+
+On Linux the alarm is a ``timerfd`` (``os.timerfd_create`` from Python 3.13, the C
+library's through ``ctypes`` before). `new_alarm` returns None where there is none; the
+monitor then sleeps on its condition, and nothing moves its looks.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import time
+from collections.abc import Callable
+
+
+class Alarm:
+    """A one-shot alarm on the monotonic clock, waited on with ``select``.
+
+    `arm` may be called from any thread, while another waits: it replaces the time
+    (the kernel's ``timerfd_settime``), and a waiter sleeps on to the new one.
+    """
+
+    __slots__ = ("_fd", "_set")
+
+    def __init__(self, fd: int, set_fn: Callable[[int, float], None]) -> None:
+        self._fd = fd
+        self._set = set_fn
+
+    def fileno(self) -> int:
+        """The timer's file descriptor (readable once the alarm has gone off)."""
+        return self._fd
+
+    def arm(self, seconds: float) -> None:
+        """Go off *seconds* from now (at least a nanosecond), replacing any earlier time."""
+        self._set(self._fd, max(seconds, 1e-9))
+
+    def take(self) -> bool:
+        """Whether the alarm went off since it was last armed (and clear that)."""
+        try:
+            os.read(self._fd, 8)
+        except BlockingIOError:
+            return False
+        return True
+
+    def wait(self) -> None:
+        """Sleep (without the GIL) until the alarm goes off, at its latest time."""
+        # Armed again after it went off and before take(): the expiry was cleared by
+        # the new time, so sleep on to that one.
+        while True:
+            select.select([self._fd], [], [])
+            if self.take():
+                return
+
+    def __del__(self) -> None:
+        # Closed only when nothing refers to it: a worker may still arm it after the
+        # monitor has stopped.
+        if self._fd >= 0:
+            os.close(self._fd)
+
+
+def _os_alarm() -> Alarm | None:
+    # Python 3.13+: the os module has timerfd (read with getattr: the type checker
+    # checks this code as 3.11's).
+    create = getattr(os, "timerfd_create", None)
+    if create is None:
+        return None
+    flags = os.O_NONBLOCK | os.O_CLOEXEC  # TFD_NONBLOCK, TFD_CLOEXEC
+    fd: int = create(time.CLOCK_MONOTONIC, flags=flags)
+    settime = os.timerfd_settime  # type: ignore[attr-defined,unused-ignore]
+
+    def set_fn(fd: int, seconds: float) -> None:
+        settime(fd, initial=seconds)
+
+    return Alarm(fd, set_fn)
+
+
+def _ctypes_alarm() -> Alarm | None:
+    # Before 3.13: the C library's timerfd_create and timerfd_settime (Linux, glibc or
+    # musl). ctypes releases the GIL around each call, as os does. Imported here, as
+    # ctypes takes milliseconds to import and 3.13+ does not need it.
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        create = libc.timerfd_create
+        settime = libc.timerfd_settime
+    except (ImportError, OSError, AttributeError):
+        return None
+
+    class Timespec(ctypes.Structure):
+        _fields_ = (("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long))
+
+    class Itimerspec(ctypes.Structure):
+        _fields_ = (("it_interval", Timespec), ("it_value", Timespec))
+
+    create.argtypes = (ctypes.c_int, ctypes.c_int)
+    create.restype = ctypes.c_int
+    settime.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.POINTER(Itimerspec), ctypes.c_void_p)
+    settime.restype = ctypes.c_int
+    # linux/timerfd.h: TFD_NONBLOCK and TFD_CLOEXEC are O_NONBLOCK and O_CLOEXEC.
+    fd = create(time.CLOCK_MONOTONIC, os.O_NONBLOCK | os.O_CLOEXEC)
+    if fd < 0:
+        return None
+
+    def set_fn(fd: int, seconds: float) -> None:
+        # A spec of its own per call: threads may arm the alarm at the same time.
+        spec = Itimerspec()
+        sec = int(seconds)
+        spec.it_value.tv_sec = sec
+        spec.it_value.tv_nsec = int((seconds - sec) * 1e9)
+        if settime(fd, 0, ctypes.byref(spec), None) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err))
+
+    return Alarm(fd, set_fn)
+
+
+def new_alarm() -> Alarm | None:
+    """A new alarm, not armed; None where the platform has no timerfd."""
+    try:
+        return _os_alarm() or _ctypes_alarm()
+    except OSError:
+        return None

@@ -141,8 +141,9 @@ def test_a_poked_monitor_first_looks_a_period_later(periods: Any) -> None:
     periods(HOUR, HOUR)
     rt = _Runtime()
     mon = _monitor(rt)
-    assert mon.alarm is not None
+    assert mon.alarm is None  # made by start: a runtime of one worker has no monitor
     mon.start()
+    assert mon.alarm is not None
     try:
         mon.poke()
         assert not mon.idle
@@ -157,14 +158,15 @@ def test_a_poked_monitor_first_looks_a_period_later(periods: Any) -> None:
 
 @pytest.mark.parametrize("on_alarm", [True, False], ids=["alarm", "condition"])
 def test_a_poked_monitor_looks_and_goes_idle_when_nothing_is_queued(
-    on_alarm: bool, periods: Any
+    on_alarm: bool, periods: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     periods(1e-3, 2e-3)
     rt = _Runtime()
     mon = _monitor(rt)
-    if not on_alarm:
-        mon.alarm = None  # a platform without timerfd: it sleeps on its condition
+    if not on_alarm:  # a platform without timerfd: it sleeps on its condition
+        monkeypatch.setattr(_sysmon, "new_alarm", lambda: None)
     mon.start()
+    assert (mon.alarm is not None) == on_alarm
     try:
         mon.poke()
         assert rt.looked.wait(TIMEOUT)

@@ -11,7 +11,7 @@ import time
 from collections.abc import Sequence, Sized
 from typing import TYPE_CHECKING, Protocol
 
-from ._alarm import new_alarm
+from ._alarm import Alarm, new_alarm
 
 if TYPE_CHECKING:
     from ._runtime import Runtime
@@ -71,16 +71,19 @@ class Sysmon:
         # The period of its looks while goroutines are queued (SYSMON_MIN, doubled by
         # each look, or extend, that found none stuck, up to SYSMON_MAX).
         self.delay = SYSMON_MIN
-        # Its alarm (None: it sleeps on cond, and nothing moves its looks on), and when
-        # a busy worker may move it on (inf: not now: it is idle, or not on its alarm).
+        # Its alarm, made by start (None: it sleeps on cond, and nothing moves its looks
+        # on), and when a busy worker may move it on (inf: not now: it is idle, or not
+        # on its alarm). Idle, the alarm is not armed (poke arms it); awake, it is armed
+        # for ``due`` while the monitor sleeps, and no later than the next look.
         # Written without a lock: extend runs only with the GIL, where its stores and
         # the monitor's are not torn (see extend).
-        self.alarm = new_alarm()
+        self.alarm: Alarm | None = None
         self.extend_at = float("inf")
         self._stopping = False
         self.thread: threading.Thread | None = None
 
     def start(self) -> None:
+        self.alarm = new_alarm()
         self.thread = threading.Thread(target=self._main, name="gorun-sysmon", daemon=True)
         self.thread.start()
 

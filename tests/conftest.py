@@ -7,12 +7,15 @@
   ``pytest -m stress`` (or ``GORUN_STRESS=1``).
 * ``no_never_awaited``: fails a test that left a coroutine never awaited; modules opt
   in with ``pytest.mark.usefixtures("no_never_awaited")``.
+* ``high_fds``: the descriptors a test opens next are numbered 1024 or more, beyond
+  ``select.select``'s range, as in a process with many connections open.
 """
 
 from __future__ import annotations
 
 import gc
 import os
+import resource
 import warnings
 from collections.abc import Iterator
 
@@ -66,3 +69,30 @@ def no_never_awaited() -> Iterator[None]:
         yield
         gc.collect()
     assert not [w for w in caught if "never awaited" in str(w.message)], caught
+
+
+@pytest.fixture
+def high_fds() -> Iterator[None]:
+    # Fill the descriptor table up to 1024 (raising the soft limit if it is lower and
+    # the hard one allows), so that what the test opens next gets a number past it.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 1200
+    if soft != resource.RLIM_INFINITY and soft < want:
+        if hard != resource.RLIM_INFINITY and hard < want:
+            pytest.skip(f"the descriptor limit ({hard}) is too low to open 1024")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    # Earlier tests' garbage closes its descriptors when collected, which would leave
+    # holes below 1024: collect it first, and no more until the test is over.
+    gc.collect()
+    gc.disable()
+    held: list[int] = []
+    try:
+        while not held or held[-1] < 1024:
+            held.append(os.dup(held[0]) if held else os.open(os.devnull, os.O_RDONLY))
+        yield
+    finally:
+        gc.enable()
+        for fd in held:
+            os.close(fd)
+        if soft != resource.getrlimit(resource.RLIMIT_NOFILE)[0]:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

@@ -24,6 +24,13 @@ def _holder() -> Any:
     return types.SimpleNamespace(turn=_permit.Turn(), cpu_clock=None, cpu_sample=None)
 
 
+def _spin(n: int) -> int:
+    x = 0
+    for i in range(n):
+        x += i % 7
+    return x
+
+
 def _wait_for(cond: Any) -> None:
     deadline = time.monotonic() + TIMEOUT
     while not cond():
@@ -260,3 +267,39 @@ def test_a_worker_blocked_in_a_slow_call_does_not_hold_up_the_others() -> None:
         return rounds
 
     assert gorun.run(main(), procs=2) == 200
+
+
+@pytest.mark.usefixtures("high_fds")
+def test_a_turn_numbered_past_select_range_is_waited_on() -> None:
+    # A turn made in a process with 1024 descriptors open (a server with many
+    # connections): select.select cannot wait on it, poll can.
+    turn = _permit.Turn()
+    assert not turn.take(0.001)
+    turn.give()
+    assert turn.take(TIMEOUT)
+    assert not turn.take_now()
+
+
+@pytest.mark.usefixtures("high_fds")
+def test_two_busy_workers_take_turns_with_descriptors_past_select_range() -> None:
+    # The runtime, its turns and the monitor's alarm made past 1024: two workers that
+    # hand values back and forth while each computes, waiting for the permit in turn.
+    async def main() -> int:
+        ch: gorun.Chan[int] = gorun.Chan()
+
+        async def echo() -> None:
+            async for v in ch:
+                _spin(2_000)
+                await ch.send(v)
+
+        e = gorun.go(echo())
+        total = 0
+        for i in range(50):
+            _spin(2_000)
+            await ch.send(i)
+            total += await ch.recv()
+        ch.close()
+        await e
+        return total
+
+    assert gorun.run(main(), procs=2) == sum(range(50))

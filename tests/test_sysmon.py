@@ -88,6 +88,18 @@ def test_a_sleeper_wakes_at_a_time_another_thread_moved(alarm: Alarm) -> None:
     assert not t.is_alive()
 
 
+@pytest.mark.usefixtures("high_fds")
+def test_an_alarm_numbered_past_select_range_is_waited_on() -> None:
+    # Made in a process with 1024 descriptors open: select.select cannot wait on it.
+    for make in (_alarm._os_alarm, _alarm._ctypes_alarm):
+        made = make()
+        if made is None:
+            continue
+        assert made.fileno() >= 1024
+        made.arm(1e-3)
+        made.wait()
+
+
 def test_new_alarm_uses_what_the_interpreter_has() -> None:
     made = _alarm.new_alarm()
     assert isinstance(made, Alarm)

@@ -21,17 +21,21 @@ from collections.abc import Callable
 
 
 class Alarm:
-    """A one-shot alarm on the monotonic clock, waited on with ``select``.
+    """A one-shot alarm on the monotonic clock, waited on with ``poll``.
 
     `arm` may be called from any thread, while another waits: it replaces the time
     (the kernel's ``timerfd_settime``), and a waiter sleeps on to the new one.
     """
 
-    __slots__ = ("_fd", "_set")
+    __slots__ = ("_fd", "_poll", "_set")
 
     def __init__(self, fd: int, set_fn: Callable[[int, float], None]) -> None:
         self._fd = fd
         self._set = set_fn
+        # poll, not select.select, which cannot wait on a descriptor numbered 1024 or
+        # more (a runtime started in a process with many connections open).
+        self._poll = select.poll()
+        self._poll.register(fd, select.POLLIN)
 
     def fileno(self) -> int:
         """The timer's file descriptor (readable once the alarm has gone off)."""
@@ -54,7 +58,7 @@ class Alarm:
         # Armed again after it went off and before take(): the expiry was cleared by
         # the new time, so sleep on to that one.
         while True:
-            select.select([self._fd], [], [])
+            self._poll.poll()
             if self.take():
                 return
 

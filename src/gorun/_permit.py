@@ -92,13 +92,13 @@ def cpu_time(holder: Holder | None) -> float | None:
 class Turn:
     """A worker's turn: given (the permit handed to it) from any thread, taken by it.
 
-    An eventfd (a pipe where there is none) waited on with ``select``, not a lock: tools
+    An eventfd (a pipe where there is none) waited on with ``poll``, not a lock: tools
     that flag blocking calls made from a running event loop (blockbuster) count a lock
     acquire that waits as a bug, and this wait is deliberate. Its file descriptors are
     closed when the worker that owns it is collected: no thread can give it a turn then.
     """
 
-    __slots__ = ("_r", "_w")
+    __slots__ = ("_poll", "_r", "_w")
 
     def __init__(self) -> None:
         self._r = self._w = -1
@@ -108,6 +108,10 @@ class Turn:
             self._r, self._w = os.pipe()
             os.set_blocking(self._r, False)
             os.set_blocking(self._w, False)
+        # poll, not select.select: a descriptor numbered 1024 or more (a process with
+        # many connections open) is out of select's range.
+        self._poll = select.poll()
+        self._poll.register(self._r, select.POLLIN)
 
     def give(self) -> None:
         """Hand the turn over (any thread)."""
@@ -119,7 +123,7 @@ class Turn:
     def take(self, timeout: float) -> bool:
         """Wait up to *timeout* seconds for the turn; True if it was given (and taken)."""
         if timeout > 0:
-            select.select([self._r], [], [], timeout)
+            self._poll.poll(timeout * 1e3)
         return self.take_now()
 
     def take_now(self) -> bool:

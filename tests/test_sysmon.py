@@ -116,9 +116,13 @@ class _Runtime:
         self.looks = 0
         self.looked = threading.Event()
         self.queued = True
+        self.monitor: Sysmon | None = None
+        self.idle_looks = 0  # made while the monitor counted itself idle
 
     def find_stuck(self) -> tuple[bool, bool]:
         self.looks += 1
+        if self.monitor is not None and self.monitor.idle:
+            self.idle_looks += 1
         self.looked.set()
         return self.queued, False
 
@@ -127,7 +131,8 @@ class _Runtime:
 
 
 def _monitor(rt: _Runtime) -> Sysmon:
-    return Sysmon(rt)  # type: ignore[arg-type]
+    rt.monitor = Sysmon(rt)  # type: ignore[arg-type]
+    return rt.monitor
 
 
 def _worker(queued: int = 1, others: tuple[Any, ...] = ()) -> Any:
@@ -186,11 +191,15 @@ def test_a_poked_monitor_looks_and_goes_idle_when_nothing_is_queued(
         deadline = time.monotonic() + TIMEOUT
         while not mon.idle:  # SYSMON_IDLE_AFTER (50 ms) of looks that found nothing
             assert time.monotonic() < deadline, "the monitor never went idle"
-            rt.looked.clear()
-            rt.looked.wait(TIMEOUT)
-        time.sleep(0.01)  # its last look (the re-check after going idle) is over
+            time.sleep(0.001)
+        # Going idle, it looks once more (a goroutine queued meanwhile did not poke);
+        # then no more.
+        while rt.idle_looks == 0:
+            assert time.monotonic() < deadline, "no look after going idle"
+            time.sleep(0.001)
         rt.looked = threading.Event()
         assert not rt.looked.wait(0.05), "an idle monitor looked"
+        assert rt.idle_looks == 1
         rt.queued = True
         mon.poke()  # idle: woken again
         assert rt.looked.wait(TIMEOUT)

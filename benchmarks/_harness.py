@@ -195,31 +195,83 @@ def measure(case: AnyCase, *, quick: bool, rounds: int, seed: int) -> dict[str, 
     return results
 
 
+def round_figures(values: list[float], against: list[float] | None = None) -> list[float]:
+    """A goal's figure in each round: a peer's *values*, or their ratios to *against*.
+
+    Round i of one peer and round i of another were measured in the same round, so
+    their ratio is free of the drift between rounds (a slower machine for a while).
+    """
+    if against is None:
+        return list(values)
+    if len(values) != len(against):
+        raise ValueError(f"{len(values)} rounds against {len(against)}: the rounds of two "
+                         "peers of one case are paired, so their counts must match")
+    return [v / a for v, a in zip(values, against, strict=True)]
+
+
+def round_confidence(rounds: int) -> float:
+    """How likely the median of a figure measured in *rounds* rounds lies between the
+    lowest and the highest round, whatever the distribution of the noise: all rounds
+    fall on one side of the median with probability 2 x 2**-rounds."""
+    return 1 - 2.0 ** (1 - rounds) if rounds > 0 else 0.0
+
+
+def unsettled(figures: list[float], bound: float) -> bool:
+    """Whether *bound* lies within the range of the per-round *figures*: the rounds do
+    not settle the goal (see `round_confidence`), and another run may turn it."""
+    return bool(figures) and min(figures) <= bound < max(figures)
+
+
+def goal_rounds(case: dict[str, Any], goal: dict[str, Any]) -> list[float]:
+    """A goal's figure in each round, from a case and goal as `report` writes them: as
+    stored, or (a result written before rounds were stored) from the peers' values,
+    which are kept in round order."""
+    if "rounds" in goal:
+        return [float(v) for v in goal["rounds"]]
+    values = {p["peer"]: p["metrics"][goal["metric"]]["values"] for p in case["peers"]}
+    if goal["kind"] == "ratio":
+        return round_figures(values[goal["peer"]], values[goal["against"]])
+    return round_figures(values[goal["peer"]])
+
+
+def _rounds_text(figures: list[float], bound: float, fmt: str) -> str:
+    # The console's note on a goal's rounds: their range, and whether it holds the bound.
+    lo, hi = format(min(figures), fmt), format(max(figures), fmt)
+    return f" (rounds {lo} to {hi}{', unsettled' if unsettled(figures, bound) else ''})"
+
+
 def _verdict(case: AnyCase, goal: Goal, results: dict[str, PeerResult]) -> dict[str, Any]:
     metrics = {m.key: m for m in case.metrics()}
     if isinstance(goal, Target):
         key = goal.metric or case.metrics()[0].key
         ratio = results[goal.peer].median(key) / results[goal.against].median(key)
+        figures = round_figures(results[goal.peer].values(key),
+                                results[goal.against].values(key))
         met = ratio <= goal.max_ratio
         note = f" ({goal.note})" if goal.note else ""
         label = "" if key == case.metrics()[0].key else f" {metrics[key].label}"
         print(
             f"  target {goal.peer}{label} <= {goal.max_ratio:.3g}x {goal.against}{note}: "
             f"{ratio:.2f}x {'MET' if met else 'NOT MET'}"
+            + _rounds_text(figures, goal.max_ratio, ".2f")
         )
         return {"kind": "ratio", "peer": goal.peer, "against": goal.against, "metric": key,
-                "max_ratio": goal.max_ratio, "ratio": ratio, "met": met, "note": goal.note}
+                "max_ratio": goal.max_ratio, "ratio": ratio, "met": met, "note": goal.note,
+                "rounds": figures, "unsettled": unsettled(figures, goal.max_ratio)}
     m = metrics[goal.metric]
     value = results[goal.peer].median(goal.metric)
+    figures = [v * m.scale for v in results[goal.peer].values(goal.metric)]
+    bound = goal.max_value * m.scale
     met = value <= goal.max_value
     note = f" ({goal.note})" if goal.note else ""
     print(
-        f"  target {goal.peer} {m.label} <= {goal.max_value * m.scale:.3g} {m.unit}{note}: "
+        f"  target {goal.peer} {m.label} <= {bound:.3g} {m.unit}{note}: "
         f"{value * m.scale:.3g} {m.unit} {'MET' if met else 'NOT MET'}"
+        + _rounds_text(figures, bound, ".3g")
     )
     return {"kind": "limit", "peer": goal.peer, "metric": goal.metric, "unit": m.unit,
-            "max_value": goal.max_value * m.scale, "value": value * m.scale, "met": met,
-            "note": goal.note}
+            "max_value": bound, "value": value * m.scale, "met": met, "note": goal.note,
+            "rounds": figures, "unsettled": unsettled(figures, bound)}
 
 
 def report(case: AnyCase, results: dict[str, PeerResult]) -> dict[str, Any]:

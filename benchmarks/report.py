@@ -20,6 +20,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ._harness import goal_rounds, round_confidence, unsettled
 from .chart import GOALS_CHART, chart_name
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -98,26 +99,62 @@ def _goal_text(case: dict[str, Any], goal: dict[str, Any]) -> tuple[str, str]:
     return text, figure
 
 
-def _verdict(met: bool) -> str:
-    return "MET" if met else "**NOT MET**"
+def _bound(goal: dict[str, Any]) -> float:
+    return float(goal["max_ratio"] if goal["kind"] == "ratio" else goal["max_value"])
+
+
+def _rounds_cell(goal: dict[str, Any], figures: list[float]) -> str:
+    lo, hi = min(figures), max(figures)
+    if goal["kind"] == "ratio":
+        return f"{lo:.2f}x to {hi:.2f}x"
+    return f"{_num(lo)} to {_num(hi)} {goal['unit']}"
+
+
+def _verdict(met: bool, open_: bool = False) -> str:
+    text = "MET" if met else "**NOT MET**"
+    return text + " (unsettled)" if open_ else text
 
 
 def goals_section(result: dict[str, Any], img_dir: Path, img_prefix: str) -> str:
     """Every goal of every case, with its verdict, and the goals chart if drawn."""
-    lines = ["| Case | Goal | Measured | Verdict |", "|---|---|---|---|"]
-    count = met = 0
+    lines = ["| Case | Goal | Measured | Rounds, lowest to highest | Verdict |",
+             "|---|---|---|---|---|"]
+    count = met = open_met = open_missed = 0
+    rounds: set[int] = set()
     for case in result["cases"]:
         for goal in case["targets"]:
             text, figure = _goal_text(case, goal)
+            figures = goal_rounds(case, goal)
+            open_ = unsettled(figures, _bound(goal))
             lines.append(f"| [{case['case']}](#{case['case'].lower()}) | {_cell(text)} | "
-                         f"{figure} | {_verdict(goal['met'])} |")
+                         f"{figure} | {_rounds_cell(goal, figures)} | "
+                         f"{_verdict(goal['met'], open_)} |")
             count += 1
             met += goal["met"]
+            open_met += open_ and goal["met"]
+            open_missed += open_ and not goal["met"]
+            if open_:
+                rounds.add(len(figures))
     head = f"{met} of {count} goals met in this run.\n\n"
+    if open_met or open_missed:
+        head += (f"*Unsettled*: the goal's bound lies between its lowest and its highest "
+                 f"round ({open_met} of the goals met, {open_missed} of those missed). "
+                 f"{_confidence_text(rounds)} So this run does not settle these goals: "
+                 "the next may turn them either way.\n\n")
     if (img_dir / GOALS_CHART).exists():
         head += (f"![Each goal's measured figure over its bound]({img_prefix}{GOALS_CHART})"
                  "\n\n")
     return head + "\n".join(lines)
+
+
+def _confidence_text(rounds: set[int]) -> str:
+    # What the range of the rounds says about the median (see round_confidence).
+    counts = sorted(rounds)
+    odds = ", ".join(f"{round_confidence(n):.0%} with {n} rounds" for n in counts)
+    return ("A goal's figure in each round is the ratio of its two peers in that round "
+            "(both are measured in every round), or the peer's own figure for a bound. "
+            f"The median of these lies between the lowest and the highest round ({odds}), "
+            "whatever the distribution of the noise.")
 
 
 def case_section(case: dict[str, Any], img_dir: Path, img_prefix: str) -> str:
@@ -153,7 +190,10 @@ def case_section(case: dict[str, Any], img_dir: Path, img_prefix: str) -> str:
         lines.append("")
         for goal in case["targets"]:
             text, figure = _goal_text(case, goal)
-            lines.append(f"- Goal: {text}: {figure}, {_verdict(goal['met'])}")
+            figures = goal_rounds(case, goal)
+            verdict = _verdict(goal["met"], unsettled(figures, _bound(goal)))
+            lines.append(f"- Goal: {text}: {figure} (rounds {_rounds_cell(goal, figures)}), "
+                         f"{verdict}")
     chart = chart_name(case["case"])
     if (img_dir / chart).exists():
         lines += ["", f"![{case['case']}]({img_prefix}{chart})"]

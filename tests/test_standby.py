@@ -129,7 +129,7 @@ class _Leader:
         self.selector = selector
         self.parked = False
         self.last_select = 0.0
-        self.permit = object() if permit else None
+        self.permit = types.SimpleNamespace(shared=False) if permit else None
         self.leader_sample: tuple[float, float] | None = None
 
 

@@ -129,6 +129,16 @@ class _Runtime:
     def send_deferred(self) -> bool:
         return False
 
+    # What the monitor asks about sharing the permit (_sharing): there is none here.
+    permit = None
+    probe_gap = 5e-3
+
+    def gil_probe(self, due: float, resumed: float, stuck: bool) -> float | None:
+        return None
+
+    def end_sharing(self) -> None:
+        pass
+
 
 def _monitor(rt: _Runtime) -> Sysmon:
     rt.monitor = Sysmon(rt)  # type: ignore[arg-type]

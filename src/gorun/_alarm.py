@@ -19,6 +19,8 @@ import select
 import time
 from collections.abc import Callable
 
+_perf_counter = time.perf_counter
+
 
 class Alarm:
     """A one-shot alarm on the monotonic clock, waited on with ``poll``.
@@ -53,14 +55,21 @@ class Alarm:
             return False
         return True
 
-    def wait(self) -> None:
-        """Sleep (without the GIL) until the alarm goes off, at its latest time."""
+    def wait(self) -> float:
+        """Sleep (without the GIL) until the alarm goes off, at its latest time.
+
+        Returns when this thread had the GIL back after the wake-up (``perf_counter``):
+        with the GIL, a thread that runs Python code keeps it until the interpreter's
+        switch interval forces a hand-over, so how late that is tells whether another
+        thread held it (see ``_sharing``).
+        """
         # Armed again after it went off and before take(): the expiry was cleared by
         # the new time, so sleep on to that one.
         while True:
             self._poll.poll()
+            resumed = _perf_counter()
             if self.take():
-                return
+                return resumed
 
     def __del__(self) -> None:
         # Closed only when nothing refers to it: a worker may still arm it after the

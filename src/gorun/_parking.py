@@ -74,7 +74,7 @@ class Parking(Wakeups):
         if self.deferred:
             self.flush_wakes()
         permit = self.permit
-        if permit is not None:
+        if permit is not None and not permit.shared:
             now = self.last_select = perf_counter()
             if permit.holder is not self or permit.waiters:
                 permit.pass_turn(self)  # another worker's turn (or ours was taken)
@@ -127,7 +127,7 @@ class Parking(Wakeups):
                 or self.runq or self.runnext is not None or self.woken or self.shares_gil):
             return False  # (a file first: a server's loop answers at once)
         permit = self.permit
-        if permit is not None:
+        if permit is not None and not permit.shared:
             if permit.holder is not self or permit.waiters:
                 return False
             permit.since = self.last_select = perf_counter()
@@ -225,7 +225,7 @@ class Parking(Wakeups):
         busy_for = now - self.last_select
         if busy_for <= STANDBY_RECHECK:
             return True
-        if self.permit is None or busy_for > COMPUTE_LIMIT:
+        if self.permit is None or self.permit.shared or busy_for > COMPUTE_LIMIT:
             return False
         # Its thread's share of the CPU since the last look, as the permit's probe
         # measures it; a first look (none within two rechecks) waits for the next.

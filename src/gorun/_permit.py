@@ -27,7 +27,9 @@ does); ``waiters`` are the workers that wait for it, in order, each on its own
 ``turn``, which the one that hands it over gives; ``since`` is when the holder
 last showed it is not stuck (it got the permit, or selected). A worker counts as
 holding it only while ``holder is self``: one that lost it to a thief finds that out at
-its next select and waits its turn.
+its next select and waits its turn. While ``shared`` (see ``_sharing``: the busy
+workers' code leaves the GIL free, so they run at once) nobody holds it, nobody waits,
+and ``acquire`` returns at once; once unshared, the next worker to select takes it.
 """
 
 from __future__ import annotations
@@ -188,22 +190,30 @@ def computing(holder: Holder, now: float) -> bool:
 class Permit:
     """The run permit of one runtime's workers (see the module docstring)."""
 
-    __slots__ = ("holder", "lock", "since", "waiters")
+    __slots__ = ("holder", "lock", "shared", "since", "waiters")
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.holder: Holder | None = None
         self.since = 0.0
         self.waiters: deque[Holder] = deque()
+        self.shared = False  # written under lock, read without it as a hint
 
     def acquire(self, me: Holder) -> None:
-        """Hold the permit: at once if free or its holder is stuck, else at its turn."""
+        """Hold the permit: at once if free or its holder is stuck, else at its turn.
+
+        While it is shared, return at once without holding it.
+        """
         if me.cpu_clock is None:
             me.cpu_clock = _thread_clock()
         lock = self.lock
         while True:
+            if self.shared:
+                return
             lock.acquire()
             try:
+                if self.shared:
+                    return
                 now = _perf_counter()
                 holder = self.holder
                 if holder is None or holder is me or now - self.since > time_slice():
@@ -253,6 +263,24 @@ class Permit:
                     return True
             finally:
                 lock.release()
+
+    def share(self) -> None:
+        """Let every worker run at once: nobody holds the permit, and the workers that
+        waited for it run on (each finds it shared when its turn is given)."""
+        with self.lock:
+            self.shared = True
+            self.holder = None
+            waiters = list(self.waiters)
+            self.waiters.clear()
+        for w in waiters:
+            w.turn.give()
+
+    def unshare(self) -> None:
+        """Take turns again: the next worker to select takes the permit, and the others
+        wait for it at their own next select."""
+        with self.lock:
+            self.shared = False
+            self.since = _perf_counter()
 
     def _leave_line(self, me: Holder) -> None:
         # The wait ended in an error: leave the line, or give back what was handed over.

@@ -240,7 +240,7 @@ class Placement:
         idle_for = now - w.last_select
         if idle_for <= self.stuck_after:
             return False
-        if w.permit is None or idle_for > COMPUTE_LIMIT:
+        if w.permit is None or w.permit.shared or idle_for > COMPUTE_LIMIT:
             return True
         return not computing(w, now)
 

@@ -18,6 +18,7 @@ from ._config import permit_enabled, resolve_loop, resolve_procs
 from ._permit import Permit
 from ._placement import CLOSING, Placement
 from ._selector import new_worker_loop
+from ._sharing import Sharing
 from ._stats import Stats, WorkerStats
 from ._sysmon import Sysmon
 from ._thread_state import current_worker, set_current_worker
@@ -57,7 +58,7 @@ def make_worker_loop(kind: str) -> asyncio.AbstractEventLoop:
     return new_worker_loop()
 
 
-class Runtime(Placement):
+class Runtime(Placement, Sharing):
     """N workers and the goroutines on them. Created by [`gorun.Loop`][gorun.Loop] or lazily."""
 
     _ids = itertools.count(1)
@@ -99,6 +100,7 @@ class Runtime(Placement):
         #: The workers' run permit (see _permit): on a GIL build, with several workers.
         # (permit_enabled() first: a bad GORUN_GIL_PERMIT is an error on every build.)
         self.permit = Permit() if permit_enabled() and GIL_ENABLED and self.procs > 1 else None
+        self.init_sharing()
         self.workers = [Worker(self, i) for i in range(self.procs)]
         for worker in self.workers:
             worker.others = tuple(w for w in self.workers if w is not worker)

@@ -57,7 +57,9 @@ class Sysmon:
     It sleeps on an `Alarm` where there is one, which the only running worker moves on
     while it selects (`extend`): with the GIL a look takes the GIL from that worker in
     the middle of a callback, and what the look would find, the worker's select has
-    just shown.
+    just shown. Not every look: now and then (``probe_at``) one comes as planned, to
+    see how soon it gets the GIL, which tells whether the workers should share the run
+    permit (``_sharing``).
     """
 
     def __init__(self, runtime: Runtime) -> None:
@@ -79,6 +81,10 @@ class Sysmon:
         # the monitor's are not torn (see extend).
         self.alarm: Alarm | None = None
         self.extend_at = float("inf")
+        # When extend stops putting looks off, so that one looks at the GIL (see
+        # _sharing; inf: never), and when it last had the GIL back from a sleep.
+        self.probe_at = float("inf")
+        self.resumed = 0.0
         self._stopping = False
         self.thread: threading.Thread | None = None
 
@@ -104,6 +110,9 @@ class Sysmon:
             with self.cond:
                 if self.idle:
                     self.idle = False
+                    rt = self.runtime  # a look at the GIL is due in a while (_sharing)
+                    gap = rt.probe_gap if rt.permit is not None else float("inf")
+                    self.probe_at = time.perf_counter() + gap
                     if self.alarm is None:
                         self.cond.notify()
                     else:
@@ -119,10 +128,10 @@ class Sysmon:
             if fresh is None:
                 return
             with self.cond:
-                self.due = float("inf")  # running: it has the GIL
+                due, self.due = self.due, float("inf")  # running: it has the GIL
                 if self._stopping:
                     return
-            quiet = self._look(0.0 if fresh else quiet)
+            quiet = self._look(0.0 if fresh else quiet, due)
 
     def _wait_on_cond(self) -> bool | None:
         # Sleep until the next look, on cond: whether it was idle until now (None: stop).
@@ -140,6 +149,7 @@ class Sysmon:
                 self.delay = SYSMON_MIN
             self.due = time.perf_counter() + self.delay
             self.cond.wait(self.delay)
+            self.resumed = time.perf_counter()
         return fresh
 
     def _wait(self) -> bool | None:
@@ -157,15 +167,20 @@ class Sysmon:
                     fresh = True
                 elif not fresh:
                     self._arm(self.delay)
-            self.alarm.wait()
+            self.resumed = self.alarm.wait()
             self.extend_at = float("inf")
             if not self.idle:
                 return fresh
 
-    def _look(self, quiet: float) -> float:
-        # One look at the queues; sets the period to the next, returns the quiet time.
+    def _look(self, quiet: float, due: float) -> float:
+        # One look at the queues, after a sleep until *due*; sets the period to the
+        # next, returns the quiet time.
         held = self.runtime.send_deferred()
         queued, stuck = self.runtime.find_stuck()
+        if queued:
+            # How soon it had the GIL tells whether to share the permit (_sharing).
+            gap = self.runtime.gil_probe(due, self.resumed, stuck)
+            self.probe_at = float("inf") if gap is None else self.resumed + gap
         delay = self.delay
         if stuck:
             self.delay = SYSMON_MIN
@@ -184,6 +199,7 @@ class Sysmon:
         quiet += delay
         self.delay = min(delay * 2, SYSMON_MAX)
         if quiet >= SYSMON_IDLE_AFTER:
+            self.runtime.end_sharing()
             with self.cond:
                 self.idle = True
             # A goroutine queued after the scan above, by a thread that still saw idle
@@ -219,8 +235,8 @@ class Sysmon:
         looks at the others). Only with the GIL (the permit's builds): the fields are
         hints, and a race costs a look too many or one period's delay at most.
         """
-        if not me.runq and me.runnext is None:
-            self.extend_at = self.due
+        if (not me.runq and me.runnext is None) or now >= self.probe_at:
+            self.extend_at = self.due  # (the look at due is to look at the GIL)
             return
         for w in me.others:
             if not w.parked or w.notified:

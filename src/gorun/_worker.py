@@ -395,11 +395,11 @@ class Worker(Parking):
                 self._tick_scheduled = True
                 self.queue_tick()
             runtime = self.runtime
-            # With the permit, no thief could run while this loop computes: the monitor
-            # wakes one if it blocks (see Placement.find_stuck).
-            if runtime.procs > 1 and runtime.permit is None and (
-                not GIL_ENABLED or interval > runtime.stuck_after
-            ):
+            # With the permit unshared, no thief could run while this loop computes: the
+            # monitor wakes one if it blocks (see Placement.find_stuck).
+            permit = runtime.permit
+            if runtime.procs > 1 and (permit is None or permit.shared) and (
+                not GIL_ENABLED or interval > runtime.stuck_after):
                 self._wake_a_thief(now)
         elif not parks:
             self.idle_without_selector()

@@ -21,7 +21,15 @@ import gorun
 from gorun import _sharing, _sysmon
 from gorun._current import current_runtime
 from gorun._permit import Permit, Turn
-from gorun._sharing import CONFIRM, FREE_WAIT, PROBE_MAX, PROBE_MIN, WEIGH_EVERY, Sharing
+from gorun._sharing import (
+    CONFIRM,
+    FREE_WAIT,
+    PROBE_FIRST,
+    PROBE_MAX,
+    PROBE_MIN,
+    WEIGH_EVERY,
+    Sharing,
+)
 from gorun._sysmon import Sysmon
 from gorun._wakeup import GIL_ENABLED
 from tests.support import TIMEOUT
@@ -66,7 +74,7 @@ def test_looks_that_got_the_gil_at_once_share_the_permit_and_wake_a_thief() -> N
 def test_looks_that_waited_for_the_gil_come_further_and_further_apart() -> None:
     rt = _Runtime()
     gaps = [rt.look(1.0 + i, SLOW) for i in range(12)]
-    assert gaps[:4] == [PROBE_MIN, 2 * PROBE_MIN, 4 * PROBE_MIN, 8 * PROBE_MIN]
+    assert gaps[:4] == [PROBE_FIRST, 2 * PROBE_FIRST, 4 * PROBE_FIRST, 8 * PROBE_FIRST]
     assert gaps[-1] == PROBE_MAX
     assert rt.permit is not None
     assert not rt.permit.shared
@@ -79,7 +87,7 @@ def test_only_looks_in_a_row_share_the_permit() -> None:
     for i in range(3 * CONFIRM):
         rt.look(1.0 + i, QUICK if i % 2 else SLOW)  # never two quick looks in a row
     assert not rt.permit.shared
-    assert rt.probe_gap == PROBE_MIN  # (a quick look brings the looks close again)
+    assert rt.probe_gap == PROBE_FIRST  # (a quick look ends the back-off)
 
 
 def test_a_select_after_the_alarm_went_off_makes_a_quick_look_count_for_nothing() -> None:
@@ -91,7 +99,7 @@ def test_a_select_after_the_alarm_went_off_makes_a_quick_look_count_for_nothing(
         rt.look(1.0 + i, QUICK)
     assert rt.permit is not None
     assert not rt.permit.shared
-    assert rt.probe_gap > PROBE_MIN
+    assert rt.probe_gap > PROBE_FIRST
 
 
 def test_a_stuck_worker_or_two_running_decide_nothing() -> None:
@@ -99,12 +107,12 @@ def test_a_stuck_worker_or_two_running_decide_nothing() -> None:
     assert rt.permit is not None
     rt.look(1.0, QUICK)  # one vote
     # Stuck (blocked in a call, which frees the GIL too): a thief was woken already.
-    assert rt.look(2.0, QUICK, stuck=True) == PROBE_MIN
+    assert rt.look(2.0, QUICK, stuck=True) == PROBE_FIRST  # (the gap, unchanged)
     rt.look(3.0, QUICK)
     assert not rt.permit.shared  # the vote before the stuck look did not count
     rt.workers[1].parked = False  # two running: no look can tell whose code it was
     for i in range(2 * CONFIRM):
-        assert rt.look(4.0 + i, QUICK) == PROBE_MIN
+        assert rt.look(4.0 + i, QUICK) == PROBE_FIRST
     assert not rt.permit.shared
 
 
@@ -159,7 +167,7 @@ def test_turns_again_once_two_workers_share_one_cpu(monkeypatch: pytest.MonkeyPa
             now += step
             rt.look(now, 0.0)  # (while shared, a look weighs: its lateness tells nothing)
     assert not permit.shared
-    assert rt.probe_gap == 2 * PROBE_MIN  # sharing did not pay: the next probe later
+    assert rt.probe_gap == 2 * PROBE_FIRST  # sharing did not pay: the next probe later
 
 
 def test_one_worker_running_alone_keeps_it_shared(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -29,9 +29,15 @@ from tests.support import TIMEOUT
 HOUR = 3600.0
 
 
+def _holding_alarm() -> Alarm | None:
+    return _alarm._ctypes_alarm(hold_gil=True)
+
+
 def _alarms() -> list[Any]:
-    # Every way this interpreter has to make one (os from 3.13, ctypes before).
-    makers = [("os", _alarm._os_alarm), ("ctypes", _alarm._ctypes_alarm)]
+    # Every way this interpreter has to make one (os from 3.13, ctypes, and ctypes with
+    # calls that keep the GIL).
+    makers = [("os", _alarm._os_alarm), ("ctypes", _alarm._ctypes_alarm),
+              ("ctypes-gil", _holding_alarm)]
     found = [pytest.param(make, id=name) for name, make in makers if make() is not None]
     assert found, "no timerfd here: gorun supports Linux"
     return found
@@ -91,7 +97,7 @@ def test_a_sleeper_wakes_at_a_time_another_thread_moved(alarm: Alarm) -> None:
 @pytest.mark.usefixtures("high_fds")
 def test_an_alarm_numbered_past_select_range_is_waited_on() -> None:
     # Made in a process with 1024 descriptors open: select.select cannot wait on it.
-    for make in (_alarm._os_alarm, _alarm._ctypes_alarm):
+    for make in (_alarm._os_alarm, _alarm._ctypes_alarm, _holding_alarm):
         made = make()
         if made is None:
             continue

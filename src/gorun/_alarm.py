@@ -7,19 +7,24 @@ in the middle of a callback, and so a look it does not need still costs the work
 hand-over. A ``threading.Condition`` cannot be moved like that: whoever moves its
 timeout must wake the sleeper, which then wants the GIL.
 
-On Linux the alarm is a ``timerfd`` (``os.timerfd_create`` from Python 3.13, the C
-library's through ``ctypes`` before). `new_alarm` returns None where there is none; the
-monitor then sleeps on its condition, and nothing moves its looks.
+On Linux the alarm is a ``timerfd``. With the GIL, its calls are the C library's
+through ``ctypes.PyDLL``, which keeps the GIL during them (they take a microsecond): a
+call that let it go would let the monitor, if its alarm just went off, take it from the
+worker in the middle of a callback. Without the GIL, ``os.timerfd_create`` from Python
+3.13, and the C library's through ``ctypes`` before. `new_alarm` returns None where
+there is none; the monitor then sleeps on its condition, and nothing moves its looks.
 """
 
 from __future__ import annotations
 
 import os
 import select
+import sys
 import time
 from collections.abc import Callable
 
 _perf_counter = time.perf_counter
+_GIL_ENABLED: bool = getattr(sys, "_is_gil_enabled", lambda: True)()
 
 
 class Alarm:
@@ -29,11 +34,13 @@ class Alarm:
     (the kernel's ``timerfd_settime``), and a waiter sleeps on to the new one.
     """
 
-    __slots__ = ("_fd", "_poll", "_set")
+    __slots__ = ("_fd", "_poll", "_set", "_take")
 
-    def __init__(self, fd: int, set_fn: Callable[[int, float], None]) -> None:
+    def __init__(self, fd: int, set_fn: Callable[[int, float], None],
+                 take_fn: Callable[[int], bool] | None = None) -> None:
         self._fd = fd
         self._set = set_fn
+        self._take = take_fn or _os_take
         # poll, not select.select, which cannot wait on a descriptor numbered 1024 or
         # more (a runtime started in a process with many connections open).
         self._poll = select.poll()
@@ -49,11 +56,7 @@ class Alarm:
 
     def take(self) -> bool:
         """Whether the alarm went off since it was last armed (and clear that)."""
-        try:
-            os.read(self._fd, 8)
-        except BlockingIOError:
-            return False
-        return True
+        return self._take(self._fd)
 
     def wait(self) -> float:
         """Sleep (without the GIL) until the alarm goes off, at its latest time.
@@ -78,6 +81,14 @@ class Alarm:
             os.close(self._fd)
 
 
+def _os_take(fd: int) -> bool:
+    try:
+        os.read(fd, 8)
+    except BlockingIOError:
+        return False
+    return True
+
+
 def _os_alarm() -> Alarm | None:
     # Python 3.13+: the os module has timerfd (read with getattr: the type checker
     # checks this code as 3.11's).
@@ -94,16 +105,23 @@ def _os_alarm() -> Alarm | None:
     return Alarm(fd, set_fn)
 
 
-def _ctypes_alarm() -> Alarm | None:
-    # Before 3.13: the C library's timerfd_create and timerfd_settime (Linux, glibc or
-    # musl). ctypes releases the GIL around each call, as os does. Imported here, as
-    # ctypes takes milliseconds to import and 3.13+ does not need it.
+def _ctypes_alarm(hold_gil: bool = False) -> Alarm | None:
+    # The C library's timerfd_create and timerfd_settime (Linux, glibc or musl), for
+    # Python before 3.13, and with *hold_gil* on any version: then its calls, and the
+    # read that takes the alarm, keep the GIL (ctypes.PyDLL), where ctypes and os let it
+    # go around every call. With the GIL, each release is a chance for a thread that
+    # waits for it (the monitor, woken by this alarm) to take it from the thread that
+    # runs Python code, and each such hand-over costs that thread tens of microseconds
+    # or more; these calls take a microsecond. Imported here, as ctypes takes
+    # milliseconds to import.
     try:
         import ctypes
 
-        libc = ctypes.CDLL(None, use_errno=True)
+        dll = ctypes.PyDLL if hold_gil else ctypes.CDLL
+        libc = dll(None, use_errno=True)
         create = libc.timerfd_create
         settime = libc.timerfd_settime
+        read = libc.read
     except (ImportError, OSError, AttributeError):
         return None
 
@@ -117,6 +135,8 @@ def _ctypes_alarm() -> Alarm | None:
     create.restype = ctypes.c_int
     settime.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.POINTER(Itimerspec), ctypes.c_void_p)
     settime.restype = ctypes.c_int
+    read.argtypes = (ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t)
+    read.restype = ctypes.c_ssize_t
     # linux/timerfd.h: TFD_NONBLOCK and TFD_CLOEXEC are O_NONBLOCK and O_CLOEXEC.
     fd = create(time.CLOCK_MONOTONIC, os.O_NONBLOCK | os.O_CLOEXEC)
     if fd < 0:
@@ -132,12 +152,25 @@ def _ctypes_alarm() -> Alarm | None:
             err = ctypes.get_errno()
             raise OSError(err, os.strerror(err))
 
-    return Alarm(fd, set_fn)
+    if not hold_gil:
+        return Alarm(fd, set_fn)
+
+    def take_fn(fd: int) -> bool:
+        # The expiration count (8 bytes), if it went off; -1 (EAGAIN) if not.
+        return bool(read(fd, ctypes.create_string_buffer(8), 8) == 8)
+
+    return Alarm(fd, set_fn, take_fn)
 
 
 def new_alarm() -> Alarm | None:
-    """A new alarm, not armed; None where the platform has no timerfd."""
+    """A new alarm, not armed; None where the platform has no timerfd.
+
+    With the GIL, one whose calls keep it (see `_ctypes_alarm`); without, os's from
+    3.13.
+    """
     try:
+        if _GIL_ENABLED:
+            return _ctypes_alarm(hold_gil=True) or _os_alarm() or _ctypes_alarm()
         return _os_alarm() or _ctypes_alarm()
     except OSError:
         return None

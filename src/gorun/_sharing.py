@@ -28,8 +28,10 @@ permit is shared (`Permit.share`) while sharing pays:
   their next select.
 
 A look at a worker that runs Python code takes the GIL from it once, in the middle of a
-callback: looks that do not count for sharing come further and further apart (``gap``,
-doubled up to ``PROBE_MAX``), for the runtime's lifetime.
+callback (its alarm's calls keep the GIL, see ``_alarm``, so that it is once): the first
+comes ``PROBE_FIRST`` after the monitor woke, and looks that do not count for sharing
+come further and further apart (``probe_gap``, doubled up to ``PROBE_MAX``), for the
+runtime's lifetime.
 """
 
 from __future__ import annotations
@@ -52,9 +54,12 @@ MIN_GAIN = 1.4
 WEIGH_EVERY = 10e-3
 #: Looks in a row that must agree before the permit is shared, or taken turns with again.
 CONFIRM = 2
-#: The time from one look that did not count for sharing to the next, first and at most.
-PROBE_MIN = 5e-3
+#: When the first look at the GIL comes, after the monitor woke for a queued goroutine;
+#: the time from a look that did not count for sharing to the next (doubled each time, up
+#: to PROBE_MAX); and from one that did to the next, which may confirm it.
+PROBE_FIRST = 20e-3
 PROBE_MAX = 1.0
+PROBE_MIN = 5e-3
 
 
 class Sharing:
@@ -67,7 +72,7 @@ class Sharing:
 
     def init_sharing(self) -> None:
         """Set the sharing state (from Runtime.__init__); touched by the monitor only."""
-        self.probe_gap = PROBE_MIN
+        self.probe_gap = PROBE_FIRST
         self._votes = 0  # looks in a row that called for a change
         # Each worker's thread's CPU time at the last look while shared, and when.
         self._cpu: dict[int, float] = {}
@@ -97,7 +102,7 @@ class Sharing:
             self._votes += 1
             if self._votes >= CONFIRM:
                 self._share(permit, resumed)
-            self.probe_gap = PROBE_MIN
+            self.probe_gap = PROBE_FIRST
             return PROBE_MIN
         self._votes = 0
         gap = self.probe_gap

@@ -74,7 +74,7 @@ class Sharing:
         """Set the sharing state (from Runtime.__init__); touched by the monitor only."""
         self.probe_gap = PROBE_FIRST
         self._votes = 0  # looks in a row that called for a change
-        # Each worker's thread's CPU time at the last look while shared, and when.
+        # Each worker's thread's CPU time at the last weighing while shared, and when.
         self._cpu: dict[int, float] = {}
         self._cpu_at = 0.0
 
@@ -97,7 +97,8 @@ class Sharing:
                 if busy is not None:
                     return self.probe_gap  # two running: nothing for a look to decide
                 busy = w
-        if (busy is not None and busy.runq and resumed - due < FREE_WAIT
+        # (A look that woke before due: a select moved the alarm on as it went off.)
+        if (busy is not None and busy.runq and 0.0 <= resumed - due < FREE_WAIT
                 and busy.last_select < due):
             self._votes += 1
             if self._votes >= CONFIRM:

@@ -56,8 +56,13 @@ WEIGH_EVERY = 10e-3
 CONFIRM = 2
 #: When the first look at the GIL comes, after the monitor woke for a queued goroutine;
 #: the time from a look that did not count for sharing to the next (doubled each time, up
-#: to PROBE_MAX); and from one that did to the next, which may confirm it.
-PROBE_FIRST = 20e-3
+#: to PROBE_MAX); and from one that did to the next, which may confirm it. A look at a
+#: worker running Python code costs it one hand-over of the GIL: a few tenths of a
+#: millisecond of its time on a 2-vCPU machine (CPython 3.11), so looks 100 ms or more
+#: apart cost it half a percent at most. Code that leaves the GIL free from the start is
+#: seen sooner: the monitor's first look after a spawn woke it, a millisecond later,
+#: counts too when it comes.
+PROBE_FIRST = 100e-3
 PROBE_MAX = 1.0
 PROBE_MIN = 5e-3
 

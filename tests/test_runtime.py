@@ -596,6 +596,35 @@ def test_debug_mode_reaches_every_worker() -> None:
     assert gorun.run(main(), procs=procs, debug=True) == [True] * procs
 
 
+def test_a_uvloop_worker_blocked_with_its_own_spawn_queued_is_not_woken_as_idle() -> None:
+    # A uvloop worker counts itself parked from a tick that found nothing to start until
+    # its next. main's worker does so after starting `first`; then main spawns `second`
+    # and blocks its loop. The monitor finds `second` stuck and wakes an idle worker to
+    # take it: that must not be main's own worker, which is flagged parked but cannot
+    # run (it would hold the one token for looking, and nobody else would be woken).
+    pytest.importorskip("uvloop")
+    ran = threading.Event()
+
+    async def first() -> None:
+        pass
+
+    async def second() -> None:
+        ran.set()
+
+    async def main() -> bool:
+        taken = True
+        for _ in range(20):
+            ran.clear()
+            await gorun.go(first())
+            await asyncio.sleep(0)
+            g = gorun.go(second())
+            taken = taken and ran.wait(TIMEOUT)  # blocks this loop, second queued
+            await g
+        return taken
+
+    assert gorun.run(main(), procs=2, loop="uvloop"), "the spawn was never taken"
+
+
 def test_uvloop_means_every_loop_is_uvloop() -> None:
     # loop="uvloop": main and every goroutine it starts run on uvloop loops, the home
     # loop included (which is still a gorun.Loop).

@@ -107,7 +107,11 @@ class Placement:
         start = int(random.random() * n)  # randrange(n) costs ten times as much
         for i in range(n):
             w = workers[(start + i) % n]
-            if w.parked and not w.notified:
+            # A worker with goroutines queued is not idle, whatever its flag says: a
+            # uvloop worker counts itself parked from a tick that found nothing to start
+            # until its next, and may be stuck in a callback meanwhile, with its own
+            # spawns queued (woken, it would take the token and never look).
+            if w.parked and not w.notified and not w.runq and w.runnext is None:
                 with self.lock:
                     if self._nspinning:
                         return

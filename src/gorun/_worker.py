@@ -380,9 +380,7 @@ class Worker(Parking):
         self.last_tick = now
         parks = self.parks_in_selector
         if not parks:
-            with self.lock:
-                self.notified = False
-                self.parked = False
+            self.tick_without_selector(now)
         if self.inbox:
             self.drain_inbox()
         ready = self.ready

@@ -9,7 +9,9 @@ One operation is one work item, so the time per item is the inverse of the throu
 gorun runs the items with ``procs`` = 1, 2, ... P workers (P is the CPU count, or
 ``--procs``); the baseline is one plain asyncio loop running them as tasks, and a
 ``ThreadPoolExecutor`` of P threads shows what plain threads get out of the same
-machine. The goal depends on the interpreter running the suite: with the GIL, P workers
+machine. Where uvloop is installed, gorun on uvloop workers (``loop="uvloop"``) runs
+them too, with 1 and P workers: a uvloop worker has no run permit, and no goal here of
+its own. The goal depends on the interpreter running the suite: with the GIL, P workers
 should keep at least the throughput of one, and of one plain asyncio loop (they cannot
 run Python in parallel, and adding workers must never cost throughput); on a
 free-threaded build they should reach 0.8 x P times it. As a cost ratio per item: at
@@ -95,8 +97,8 @@ def thread_pool(n: int, work: Work, procs: int) -> float:
     return elapsed
 
 
-def gorun_goroutines(n: int, work: Work, procs: int) -> float:
-    """n goroutines started with go() from main, on *procs* workers."""
+def gorun_goroutines(n: int, work: Work, procs: int, loop: str = "asyncio") -> float:
+    """n goroutines started with go() from main, on *procs* workers of kind *loop*."""
 
     async def main() -> float:
         start = time.perf_counter()
@@ -106,7 +108,15 @@ def gorun_goroutines(n: int, work: Work, procs: int) -> float:
         _check(work, results)
         return elapsed
 
-    return gorun.run(main(), procs=procs)
+    return gorun.run(main(), procs=procs, loop=loop)
+
+
+def _has_uvloop() -> bool:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def speedup_goal(procs: int) -> tuple[float, str]:
@@ -124,6 +134,10 @@ def _case(name: str, description: str, unit: str, work: Work, procs: int,
         peers["asyncio.to_thread"] = lambda n: asyncio_to_thread(n, work)
     for p in range(1, procs + 1):
         peers[f"gorun procs={p}"] = functools.partial(gorun_goroutines, work=work, procs=p)
+    if _has_uvloop():  # the other loop kind, at both ends of the range (no goal of its own)
+        for p in sorted({1, procs}):
+            peers[f"gorun procs={p}, uvloop workers"] = functools.partial(
+                gorun_goroutines, work=work, procs=p, loop="uvloop")
     peers[f"ThreadPoolExecutor({procs}), no loop"] = functools.partial(thread_pool, work=work,
                                                                       procs=procs)
     bound, note = speedup_goal(procs)

@@ -235,9 +235,7 @@ class _Recorder:
 def _worker() -> Any:
     from gorun._worker import Worker
 
-    sysmon = types.SimpleNamespace(
-        idle=False, poke=lambda: None, due=float("inf"), extend_at=float("inf")
-    )
+    sysmon = types.SimpleNamespace(idle=False, poke=lambda: None, due=float("inf"))
     runtime: Any = types.SimpleNamespace(
         procs=2, sysmon=sysmon, stuck_after=1e9, steal_grace=1e9, permit=None
     )

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._permit import COMPUTE_LIMIT, look
 from ._selector import STANDBY_RECHECK, ParkingSelector, base_select
-from ._wakeup import GIL_ENABLED, SHARE_EVERY, Wakeups, perf_counter
+from ._wakeup import SHARE_EVERY, Wakeups, perf_counter
 
 if TYPE_CHECKING:
     import threading
@@ -238,19 +238,6 @@ class Parking(Wakeups):
         # does not get here): the park watch gives its select timeout.
         watch = self.runtime.park_watch
         return watch(self._as_worker()) if watch is not None else None
-
-    def tick_without_selector(self, now: float) -> None:
-        """A uvloop worker's tick (no select() to hook): it runs, so it is not parked.
-
-        With the GIL it also does what a busy select does for the monitor: its loop has
-        just shown that it iterates, so a look now would find nothing stuck, and would
-        only take the GIL from it in the middle of a callback (see `Sysmon.extend`).
-        """
-        with self.lock:
-            self.notified = False
-            self.parked = False
-        if GIL_ENABLED and now >= self.sysmon.extend_at:
-            self.sysmon.extend(now, self)
 
     def idle_without_selector(self) -> None:
         """A uvloop worker's tick found nothing to start: steal, or count itself parked."""

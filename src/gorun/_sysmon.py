@@ -224,9 +224,8 @@ class Sysmon:
         """A look put off: the only running worker, *me*, selected at *now* (own thread).
 
         Called from a busy select of the permit's holder, with nobody waiting for the
-        permit, or from a uvloop worker's tick (it has no select to hook, see
-        ``Parking.tick_without_selector``), once the monitor's sleep is half over
-        (``extend_at``). If every other worker is parked and not woken, only *me*'s
+        permit, once the monitor's sleep is half over (``extend_at``). If every other
+        worker is parked and not woken, only *me*'s
         queue can hold goroutines, and its select has just shown that *me* is not
         stuck: a look now would find them queued and none stuck. So this does what
         such a look does: it doubles the period (up to SYSMON_MAX) and moves the alarm

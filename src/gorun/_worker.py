@@ -380,7 +380,9 @@ class Worker(Parking):
         self.last_tick = now
         parks = self.parks_in_selector
         if not parks:
-            self.tick_without_selector(now)
+            with self.lock:
+                self.notified = False
+                self.parked = False
         if self.inbox:
             self.drain_inbox()
         ready = self.ready

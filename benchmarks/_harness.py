@@ -343,6 +343,15 @@ def gil_enabled() -> bool:
     return is_enabled()
 
 
+def has_uvloop() -> bool:
+    """Whether uvloop can be imported here (its peers are left out where it cannot)."""
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def machine() -> dict[str, Any]:
     """What the results were measured on."""
     return {

@@ -29,7 +29,7 @@ from collections.abc import Callable
 
 import gorun
 
-from ._harness import Case, Goal, Target, gil_enabled
+from ._harness import Case, Goal, Target, gil_enabled, has_uvloop
 
 SPIN = 5_000  # iterations of the arithmetic loop in one pure-Python work item
 BUFFER = bytes(range(256)) * 4096  # 1 MiB for the hashing work item
@@ -111,14 +111,6 @@ def gorun_goroutines(n: int, work: Work, procs: int, loop: str = "asyncio") -> f
     return gorun.run(main(), procs=procs, loop=loop)
 
 
-def _has_uvloop() -> bool:
-    try:
-        import uvloop  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def speedup_goal(procs: int) -> tuple[float, str]:
     """The bound on procs=P cost per item relative to procs=1, and its meaning in words."""
     if gil_enabled():
@@ -134,7 +126,7 @@ def _case(name: str, description: str, unit: str, work: Work, procs: int,
         peers["asyncio.to_thread"] = lambda n: asyncio_to_thread(n, work)
     for p in range(1, procs + 1):
         peers[f"gorun procs={p}"] = functools.partial(gorun_goroutines, work=work, procs=p)
-    if _has_uvloop():  # the other loop kind, at both ends of the range (no goal of its own)
+    if has_uvloop():  # the other loop kind, at both ends of the range (no goal of its own)
         for p in sorted({1, procs}):
             peers[f"gorun procs={p}, uvloop workers"] = functools.partial(
                 gorun_goroutines, work=work, procs=p, loop="uvloop")

@@ -27,7 +27,7 @@ from typing import Any, cast
 
 import gorun
 
-from ._harness import Case, Goal, Target, gil_enabled
+from ._harness import Case, Goal, Target, gil_enabled, has_uvloop
 
 HOST = "127.0.0.1"
 CONNS = 100
@@ -188,11 +188,7 @@ def cases(procs: int) -> list[Case]:
     one = "gorun procs=1, asyncio.start_server"
     many = f"gorun procs={procs}, go() per connection"
     peers: dict[str, Callable[[int], float]] = {base: on_asyncio}
-    try:
-        import uvloop  # noqa: F401
-    except ImportError:
-        pass
-    else:
+    if has_uvloop():
         peers["uvloop, asyncio.start_server"] = on_uvloop
     peers[one] = lambda n: on_gorun(n, 1, _serve_streams)
     peers[many] = lambda n: on_gorun(n, procs, _serve_goroutines)

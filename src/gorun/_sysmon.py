@@ -225,16 +225,15 @@ class Sysmon:
 
         Called from a busy select of the permit's holder, with nobody waiting for the
         permit, once the monitor's sleep is half over (``extend_at``). If every other
-        worker is parked and not woken, only *me*'s
-        queue can hold goroutines, and its select has just shown that *me* is not
-        stuck: a look now would find them queued and none stuck. So this does what
-        such a look does: it doubles the period (up to SYSMON_MAX) and moves the alarm
-        to one period from *now*. A loop that then blocks, or computes on, is looked
-        at within a period of its last select, as before; one that goes on selecting is
-        not interrupted. With nothing queued, or another worker awake, the monitor
-        looks as planned (it counts quiet time, or looks at the others). Only with the
-        GIL: the fields are hints, and a race costs a look too many or one period's
-        delay at most.
+        worker is parked and not woken, only *me*'s queue can hold goroutines, and its
+        select has just shown that *me* is not stuck: a look now would find them queued
+        and none stuck. So this does what such a look does: it doubles the period (up
+        to SYSMON_MAX) and moves the alarm to one period from *now*. A loop that then
+        blocks, or computes on, is looked at within a period of its last select, as
+        before; one that goes on selecting is not interrupted. With nothing queued, or
+        another worker awake, the monitor looks as planned (it counts quiet time, or
+        looks at the others). Only with the GIL (the permit's builds): the fields are
+        hints, and a race costs a look too many or one period's delay at most.
         """
         if (not me.runq and me.runnext is None) or now >= self.probe_at:
             self.extend_at = self.due  # (the look at due is to look at the GIL)

@@ -406,6 +406,43 @@ def test_goroutine_ids_count_up_whether_named_or_not() -> None:
     gorun.run(main(), procs=2)
 
 
+@pytest.mark.parametrize("outcome", ["value", "error", "cancelled"])
+def test_awaiting_a_goroutine_whose_task_ended_before_its_done_callback_ran(
+        outcome: str) -> None:
+    # The await takes its outcome from the Task, with no wait: the handle's done
+    # callback, which would record it, is still queued behind the awaiter.
+    async def quick() -> int:
+        if outcome == "error":
+            raise ValueError("quick")
+        return 7
+
+    async def main() -> tuple[bool, object, bool]:
+        g = gorun.go(quick(), local=True)
+        if outcome == "cancelled":
+            g.cancel("stop")  # before its first step: the step raises CancelledError
+        await asyncio.sleep(0)  # its step runs, then this resumes, then its callbacks
+        task = g._task
+        assert task is not None
+        between = task.done() and not g.done()
+        try:
+            got: object = await g
+        except (ValueError, asyncio.CancelledError) as exc:
+            got = exc
+        return between, got, g.done()
+
+    between, got, done = gorun.run(main(), procs=1)
+    assert between
+    assert done
+    if outcome == "value":
+        assert got == 7
+    elif outcome == "error":
+        assert isinstance(got, ValueError)
+        assert str(got) == "quick"
+    else:
+        assert isinstance(got, asyncio.CancelledError)
+        assert got.args == ("stop",)
+
+
 def test_local_goroutines_stay_on_the_callers_loop() -> None:
     async def main() -> bool:
         queue: asyncio.Queue[int] = asyncio.Queue()  # bound to this loop

@@ -449,13 +449,17 @@ class Goroutine(Generic[T]):
             if task is None or task.get_loop() is not running_loop():
                 return (yield from self._await_remote())
             # Same loop: await the Task itself, the cheapest hand-off asyncio has. The
-            # waiter only tells gorun.dump() what this wait is, and since when.
-            waiter = new_blocking(task, "awaiting goroutine", self)  # noqa: F841
-            try:
-                yield from task.__await__()
-            except BaseException:
-                if not task.done():
-                    raise  # the awaiter itself was cancelled
+            # waiter only tells gorun.dump() what this wait is, and since when. A Task
+            # that is done already (its done callback, which records the outcome, not
+            # run yet) has nothing to wait for: awaiting goroutines in the order they
+            # were started, most are.
+            if not task.done():
+                waiter = new_blocking(task, "awaiting goroutine", self)  # noqa: F841
+                try:
+                    yield from task.__await__()
+                except BaseException:
+                    if not task.done():
+                        raise  # the awaiter itself was cancelled
             # Record the outcome now if the Task's done callback has not run yet, and
             # raise our stored exception: a cancelled Task makes a new CancelledError
             # (without its message) each time it is asked.

@@ -90,10 +90,20 @@ def test_with_the_gil_a_cpu_fan_out_stays_with_a_loop_that_keeps_iterating() -> 
         gs = [gorun.go(work(i)) for i in range(100)]
         return [await g for g in gs], gorun.stats()
 
-    results, stats = gorun.run(main(), procs=4)
-    assert results == [_busy(CPU_ITEM) + i for i in range(100)]
-    assert sum(w.started for w in stats.workers) == 100
-    assert sum(w.stolen for w in stats.workers) == 0
+    # A loop whose thread the OS stops running for a while (an oversubscribed machine)
+    # looks blocked to the monitor, which cannot tell the two apart by the thread's CPU
+    # time, and its goroutines are then rightly taken: a run may steal now and then. So
+    # one run in three must steal nothing; a runtime that steals from a loop that
+    # computes and iterates does so in every run.
+    stolen = []
+    for _ in range(3):
+        results, stats = gorun.run(main(), procs=4)
+        assert results == [_busy(CPU_ITEM) + i for i in range(100)]
+        assert sum(w.started for w in stats.workers) == 100
+        stolen.append(sum(w.stolen for w in stats.workers))
+        if stolen[-1] == 0:
+            break
+    assert stolen[-1] == 0, stolen
 
 
 def _current_runtime() -> Any:

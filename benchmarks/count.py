@@ -6,8 +6,11 @@ runs each chosen peer of a timed case (every peer if none is named; a PEER may b
 part of a name that picks out one) in a child interpreter under valgrind's callgrind
 tool, once with ``--ops`` A operations and once with B, and prints the difference in
 instructions divided by the difference in operations: the cost of one operation, free
-of the interpreter's start-up, the imports and the peer's own set-up. Each child warms
-the peer up first (a tenth of the operations), as the suite does.
+of the interpreter's start-up, the imports and the peer's own set-up. Both children first
+warm the peer up with A operations, so that what is paid once (caches filled, free lists
+and tables grown) is paid alike in both and drops out of the difference. Each child
+also runs with a fixed hash seed and collects garbage before the measured operations,
+so that a child's count repeats to within a few parts in a hundred thousand.
 
 Counts are the whole process's, every thread's. They settle questions of code that one
 thread runs; where the peer's behaviour depends on time (a worker's slice, the
@@ -19,6 +22,8 @@ callgrind and may take another path, so read those counts with care. Needs valgr
 from __future__ import annotations
 
 import argparse
+import gc
+import os
 import re
 import shutil
 import subprocess
@@ -35,8 +40,14 @@ _ROOT = Path(__file__).resolve().parent.parent  # the repository: the child impo
 #: callgrind's summary line on stderr: "==123== Collected : 598083727".
 _COLLECTED = re.compile(r"Collected\s*:\s*(\d+)")
 
-#: How a run is counted: (case, peer, operations) -> instructions (a fake, in tests).
-CountRun = Callable[[str, str, int], int]
+#: How a run is counted: (case, peer, operations, warm-up operations) -> instructions
+#: (a fake, in tests).
+CountRun = Callable[[str, str, int, int], int]
+
+
+def _tail(output: str) -> str:
+    # The end of a child's output, to show with its failure.
+    return "\n".join(output.strip().splitlines()[-10:])
 
 
 def parse_collected(stderr: str) -> int:
@@ -47,38 +58,43 @@ def parse_collected(stderr: str) -> int:
     """
     found = _COLLECTED.findall(stderr)
     if not found:
-        tail = "\n".join(stderr.strip().splitlines()[-10:])
-        raise RuntimeError(f"callgrind printed no instruction count; its output ended:\n{tail}")
+        raise RuntimeError("callgrind printed no instruction count; its output ended:\n"
+                           + _tail(stderr))
     return int(found[-1])
 
 
-def count_run(case: str, peer: str, ops: int, procs: int | None = None) -> int:
-    """Instructions of one child interpreter that runs *peer* of *case* with *ops* ops
-    (*procs*: as ``python -m benchmarks --procs``)."""
+def count_run(case: str, peer: str, ops: int, warm: int, procs: int | None = None) -> int:
+    """Instructions of one child interpreter that runs *peer* of *case* with *warm*
+    operations, then *ops* (*procs*: as ``python -m benchmarks --procs``)."""
     cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
            sys.executable, "-m", "benchmarks.count", "--child", case, peer, str(ops),
-           str(procs or 0)]
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=_ROOT)
+           str(warm), str(procs or 0)]
+    # A fixed hash seed: with a random one, where strings fall in dicts and sets moves a
+    # child's count by a million instructions or so from one run to the next.
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=_ROOT, env=env)
     if done.returncode != 0:
-        tail = "\n".join(done.stderr.strip().splitlines()[-10:])
-        raise RuntimeError(f"{peer}: the child exited with {done.returncode}:\n{tail}")
+        raise RuntimeError(f"{peer}: the child exited with {done.returncode}:\n"
+                           + _tail(done.stderr))
     return parse_collected(done.stderr)
 
 
 def per_op(case: str, peer: str, low: int, high: int, count: CountRun | None = None) -> float:
-    """Instructions per operation of *peer*: two runs, *low* and *high* operations."""
+    """Instructions per operation of *peer*: two runs, *low* and *high* operations, each
+    after the same warm-up of *low* operations."""
     if not 0 < low < high:
         raise ValueError(f"need 0 < low < high operations, got {low} and {high}")
     count = count or count_run
-    return (count(case, peer, high) - count(case, peer, low)) / (high - low)
+    return (count(case, peer, high, low) - count(case, peer, low, low)) / (high - low)
 
 
-def _child(case_name: str, peer: str, ops: int, procs: int) -> None:
+def _child(case_name: str, peer: str, ops: int, warm: int, procs: int) -> None:
     # Run in the child, under callgrind: warm up, then the measured operations.
     case = {c.name: c for c in all_cases(procs=procs or None)}[case_name]
     assert isinstance(case, Case)
     run = case.peers[peer]
-    run(max(1, ops // 10))
+    run(warm)
+    gc.collect()  # both children measure from the same collector state
     run(ops)
 
 
@@ -86,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
     """Count the chosen peers' instructions per operation and print them side by side."""
     args_in = sys.argv[1:] if argv is None else argv
     if args_in[:1] == ["--child"]:
-        _child(args_in[1], args_in[2], int(args_in[3]), int(args_in[4]))
+        _child(args_in[1], args_in[2], *map(int, args_in[3:6]))
         return
     parser = argparse.ArgumentParser(prog="python -m benchmarks.count", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -115,7 +131,7 @@ def main(argv: list[str] | None = None) -> None:
     for peer in peers:
         try:
             figure = per_op(case.name, peer, low, high,
-                            lambda c, p, n: count_run(c, p, n, args.procs))
+                            lambda c, p, n, w: count_run(c, p, n, w, args.procs))
         except RuntimeError as exc:
             print(f"{peer:56} failed: {exc}")
             continue

@@ -79,11 +79,16 @@ def count_run(case: str, peer: str, ops: int, warm: int, procs: int | None = Non
     return parse_collected(done.stderr)
 
 
+def check_ops(low: int, high: int) -> None:
+    """Raise ValueError unless 0 < *low* < *high*: the two runs' operation counts."""
+    if not 0 < low < high:
+        raise ValueError(f"the operation counts need 0 < low < high, got {low} and {high}")
+
+
 def per_op(case: str, peer: str, low: int, high: int, count: CountRun | None = None) -> float:
     """Instructions per operation of *peer*: two runs, *low* and *high* operations, each
     after the same warm-up of *low* operations."""
-    if not 0 < low < high:
-        raise ValueError(f"need 0 < low < high operations, got {low} and {high}")
+    check_ops(low, high)
     count = count or count_run
     return (count(case, peer, high, low) - count(case, peer, low, low)) / (high - low)
 
@@ -113,8 +118,11 @@ def main(argv: list[str] | None = None) -> None:
                              "and three times it)")
     parser.add_argument("--procs", type=int, default=None, help="as python -m benchmarks")
     args = parser.parse_args(args_in)
-    if args.ops is not None and not 0 < args.ops[0] < args.ops[1]:
-        parser.error(f"--ops A B needs 0 < A < B, got {args.ops[0]} and {args.ops[1]}")
+    if args.ops is not None:
+        try:
+            check_ops(*args.ops)
+        except ValueError as exc:
+            parser.error(f"--ops A B: {exc}")
     if shutil.which("valgrind") is None:
         sys.exit("valgrind is not installed (Debian/Ubuntu: apt-get install valgrind)")
     timed = {c.name: c for c in all_cases(procs=args.procs) if isinstance(c, Case)}

@@ -693,10 +693,37 @@ async def until(pred: Callable[[], bool], what: Callable[[], str]) -> None:
         await asyncio.sleep(0)
 
 
+def scheduler_state() -> str:
+    """The current runtime's scheduling flags, a line per worker and one for the monitor
+    (empty outside a gorun runtime): what a dump of goroutines cannot show when queued
+    work is never taken (who is parked, woken, looking, and whether the monitor runs)."""
+    from gorun._current import current_runtime
+
+    rt: Any = current_runtime()
+    if rt is None:
+        return ""
+    now = time.perf_counter()
+    lines = [f"placement: looking (_nspinning)={rt._nspinning} closing={rt._closing}"]
+    for w in rt.workers:
+        lines.append(
+            f"worker {w.index}: parked={w.parked} notified={w.notified} "
+            f"spinning={w.spinning} runq={len(w.runq)} runnext={w.runnext is not None} "
+            f"inbox={len(w.inbox)} wakeups={w.wakeups} started={w.started} "
+            f"stolen={w.stolen} closed={w.closed}")
+    mon = rt.sysmon
+    alive = mon.thread is not None and mon.thread.is_alive()
+    lines.append(f"monitor: alive={alive} idle={mon.idle} delay={mon.delay * 1e3:.1f} ms "
+                 f"due in {(mon.due - now) * 1e3:.1f} ms")
+    return "\n".join(lines)
+
+
 def stuck(what: str) -> AssertionError:
-    """A step did not happen in time: print what is still running, and return the error
-    to raise."""
-    dump_running()
+    """A step did not happen in time: print what is still running (goroutines, the
+    scheduler's flags and every thread's stack), and return the error to raise."""
+    dump_running(stacks=True)
+    state = scheduler_state()
+    if state:
+        print(f"---- scheduler ----\n{state}\n---- end ----", flush=True)
     return AssertionError(what)
 
 

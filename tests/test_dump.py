@@ -25,6 +25,7 @@ from gorun._dump import live_goroutines
 from gorun._go import start_on
 from gorun._runtime import Runtime
 from gorun._thread_state import current_worker
+from tests.support import scheduler_state, stuck
 
 TIMEOUT = 10.0
 
@@ -276,3 +277,23 @@ def test_goroutines_not_started_yet_are_found_in_their_queues() -> None:
     assert first == (["waiting", "queued-0", "queued-1", "queued-2"], 4, True)
     assert second == (["waiting", "queued-0", "queued-1", "queued-2", "posted"], 5, True)
     assert last == ([], 0, False)
+
+
+def test_a_stuck_step_prints_the_scheduler_state_and_every_thread(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # tests/support.stuck(): a stress test that fails because queued work was never taken
+    # leaves behind what decides who takes it, not only the goroutines.
+    assert scheduler_state() == ""  # outside a runtime: nothing to show
+
+    async def main() -> AssertionError:
+        return stuck("a step that did not happen")
+
+    error = gorun.run(main(), procs=2)
+    assert str(error) == "a step that did not happen"
+    out = capsys.readouterr().out
+    assert re.search(r"placement: looking \(_nspinning\)=\d", out)
+    assert re.search(r"worker 0: parked=False notified=\w+ spinning=False runq=0", out)
+    assert re.search(r"worker 1: parked=\w+ notified=\w+ spinning=\w+ runq=0", out)
+    assert re.search(r"monitor: alive=\w+ idle=\w+ delay=[\d.]+ ms", out)
+    assert "Current thread" in out or "Thread 0x" in out  # every thread's stack

@@ -142,9 +142,6 @@ class Parking(Wakeups):
             if w.runq or w.runnext is not None:
                 retry = self.runtime.steal_into(self._as_worker())
                 break
-        else:
-            if self.spinning:
-                self.runtime.stop_spinning(self._as_worker())
         if retry == 0.0:
             timeout = 0
         else:
@@ -179,15 +176,34 @@ class Parking(Wakeups):
         finally:
             self.busy_since = self.last_select = perf_counter()
             self.quiet = not selector.got_any and not self.inbox
-            if self.parked:
-                self.parked = False
-                self.notified = False
+            self._unpark()
             if permit is not None:
                 permit.acquire(self)  # posts meanwhile are drained below, with it
             if self.inbox:
                 self.drain_inbox()
             if self.runq or self.runnext is not None:
                 self.schedule_tick()
+
+    def _unpark(self) -> None:
+        # Back from the select: no longer parked, and no longer looking for work.
+        if self.parked:
+            # Under the lock, which wake_to_steal holds while it reads parked: either
+            # it saw this worker parked, and the token wake_idle gave it is marked
+            # by now (spinning, read below), or it saw it awake and woke nobody.
+            lock = self.lock
+            lock.acquire()
+            try:
+                self.parked = False
+                self.notified = False
+            finally:
+                lock.release()
+        if self.spinning:
+            # Woken to look for work (wake_idle's token): give the token back now,
+            # not at the look. This loop may first run work of its own, and a
+            # callback that blocks its thread would keep the token, so that no other
+            # idle worker would ever be woken to take what waits (a loop blocked
+            # with goroutines queued). Its next idle select still looks.
+            self.runtime.stop_spinning(self._as_worker())
 
     def _about_to_park(self) -> None:
         # Held-back wake-ups go out last, just before the select releases the GIL, and

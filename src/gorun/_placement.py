@@ -127,7 +127,7 @@ class Placement:
                         self._nspinning -= 1
 
     def stop_spinning(self, thief: Worker) -> None:
-        """*thief*, woken to look for work (see wake_idle), has looked: hand the token back."""
+        """*thief*, woken to look for work (see wake_idle), is awake: hand the token back."""
         with self.lock:
             if thief.spinning:
                 thief.spinning = False
